@@ -17,6 +17,7 @@ import torch
 
 TINY_VERSION = "v1"
 TINY_VAES = ("tiny", "tiny_alt")
+TEXT_LAYERS = 12
 _VAE_SEEDS = {"tiny": 2, "tiny_alt": 3}
 
 
@@ -64,7 +65,7 @@ def make_tokenizer(folder: Path):
     )
 
 
-def _text_config(layers: int = 12):
+def _text_config(layers: int = TEXT_LAYERS):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(

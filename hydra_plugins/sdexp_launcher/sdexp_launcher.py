@@ -1,0 +1,63 @@
+"""sdexp's Hydra launcher: receives every job of a multirun at once and runs them as one sweep,
+so the planner sees the whole grid (each model loaded once, shared encodings and latents)."""
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SdexpLauncherConf:
+    _target_: str = "hydra_plugins.sdexp_launcher.sdexp_launcher.SdexpLauncher"
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="sdexp", node=SdexpLauncherConf, provider="sdexp")
+
+
+class SdexpLauncher(Launcher):
+    def __init__(self) -> None:
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def compose(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[DictConfig]:
+        """Each job's config, composed as Hydra would for that job, with the hydra node removed."""
+        configs = []
+        for idx, overrides in enumerate(job_overrides):
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                cfg.hydra.job.id = f"{initial_job_idx + idx}"
+                cfg.hydra.job.num = initial_job_idx + idx
+            HydraConfig.instance().set_config(cfg)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            configs.append(cfg)
+        return configs
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from sdexp.cli import run_jobs
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        log.info(f"sdexp launcher: {len(job_overrides)} jobs planned as one sweep")
+        configs = self.compose(job_overrides, initial_job_idx)
+        keys = [o.split("=", 1)[0] for o in (job_overrides[0] if job_overrides else [])]
+        result = run_jobs(configs, keys)
+        returns = []
+        for overrides, cfg in zip(job_overrides, configs):
+            ret = JobReturn(overrides=list(overrides), cfg=cfg, status=JobStatus.COMPLETED)
+            ret.return_value = result
+            returns.append(ret)
+        return returns

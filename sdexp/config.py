@@ -1,0 +1,80 @@
+"""Typed config schemas, registered in Hydra's ConfigStore so a misspelt key or a wrong type
+fails at compose time. The YAML files under conf/ fill these in."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ModelConf:
+    name: str = "tiny"                 # label in grids, rows and image metadata
+    source: str = "tiny"               # "tiny", a diffusers folder, a .safetensors file, or a HF id
+    skeleton: str = "sd15"             # configs for a single-file checkpoint: "sd15" or a folder
+    allow_pickle: bool = False         # permit .ckpt/.pt files (read with torch.load(weights_only=True))
+    width: int = 512                   # default image size for this model
+    height: int = 512
+
+
+@dataclass
+class VaeConf:
+    name: str = "Automatic"            # label; "Automatic" is the checkpoint's own VAE, as in A1111
+    source: Optional[str] = None       # None: the checkpoint's VAE; "tiny"/"tiny_alt", folder, file or HF id
+    skeleton: str = "sd15"
+    allow_pickle: bool = False
+
+
+@dataclass
+class PromptsConf:
+    items: list[str] = field(default_factory=list)  # prompts given inline
+    file: Optional[str] = None         # or a .txt (one per line), .csv (column "prompt") or .yaml list
+
+
+@dataclass
+class ScorerConf:
+    enabled: bool = True
+    source: str = "tiny"               # "tiny", a CLIP folder or HF id such as openai/clip-vit-large-patch14
+
+
+@dataclass
+class GridConf:
+    x: Optional[str] = None            # axis for columns; default: the first swept axis
+    y: Optional[str] = None            # axis for rows; default: the second swept axis
+    z: Optional[str] = None            # one sub-grid per value; default: the third swept axis
+    seed: Any = "first"                # the seed each cell shows: "first" or a seed value
+
+
+@dataclass
+class RunConf:
+    device: str = "auto"               # auto, cpu, cuda, cuda:N, mps
+    dtype: str = "auto"                # auto (float16 on CUDA, float32 elsewhere), float32, float16, bfloat16
+    batch_size: int = 8                # images denoised together
+    max_resident_models: int = 1       # checkpoints kept in memory at once
+    progress: bool = True
+
+
+@dataclass
+class SdexpConfig:
+    name: str = "default"              # results go to <results_root>/<name>/
+    results_root: str = "results"
+    model: ModelConf = field(default_factory=ModelConf)
+    vae: VaeConf = field(default_factory=VaeConf)
+    prompts: PromptsConf = field(default_factory=PromptsConf)
+    scorer: ScorerConf = field(default_factory=ScorerConf)
+    grid: GridConf = field(default_factory=GridConf)
+    run: RunConf = field(default_factory=RunConf)
+    sampler: str = "euler_a"           # alias (euler_a) or AUTOMATIC1111 name ("Euler a")
+    steps: int = 20
+    cfg: float = 7.0                   # classifier-free guidance scale; <= 1 skips the negative pass
+    clip_skip: int = 1                 # AUTOMATIC1111 convention: 1 = last text-encoder layer
+    seed: Any = 0                      # an int, a list of ints, or -1 for a random seed
+    prompt: Optional[str] = None       # a single prompt; overrides the prompt set when given
+    negative_prompt: str = ""
+    width: int = "${model.width}"      # type: ignore[assignment]
+    height: int = "${model.height}"    # type: ignore[assignment]
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="sdexp_schema", node=SdexpConfig)

@@ -1,0 +1,37 @@
+"""AUTOMATIC1111-style generation parameters, written into each PNG as a `parameters` text chunk."""
+from __future__ import annotations
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def a1111_parameters(*, prompt: str, negative_prompt: str, steps: int, sampler: str, cfg: float, seed: int,
+                     width: int, height: int, model: str, model_hash: str, vae: str, vae_hash: str,
+                     clip_skip: int) -> str:
+    """The text AUTOMATIC1111 writes (and its PNG Info tab and model sites read back)."""
+    lines = [prompt]
+    if negative_prompt:
+        lines.append(f"Negative prompt: {negative_prompt}")
+    fields = [
+        ("Steps", steps), ("Sampler", sampler), ("CFG scale", _num(cfg)), ("Seed", seed),
+        ("Size", f"{width}x{height}"), ("Model hash", model_hash[:10]), ("Model", model),
+        ("VAE hash", vae_hash[:10]), ("VAE", vae), ("Clip skip", clip_skip),
+    ]
+    lines.append(", ".join(f"{k}: {v}" for k, v in fields if v != ""))
+    return "\n".join(lines)
+
+
+def parse_a1111_parameters(text: str) -> dict[str, str]:
+    """Read the parameters text back into a dict (prompt, negative prompt, and each field)."""
+    lines = text.split("\n")
+    out = {"prompt": lines[0]}
+    rest = lines[1:]
+    if rest and rest[0].startswith("Negative prompt: "):
+        out["negative_prompt"] = rest[0][len("Negative prompt: "):]
+        rest = rest[1:]
+    for part in ", ".join(rest).split(", "):
+        if ": " in part:
+            k, v = part.split(": ", 1)
+            out[k] = v
+    return out

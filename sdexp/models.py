@@ -1,0 +1,210 @@
+"""Model and VAE sources, loading, and the one bounded model cache.
+
+A source is one of: a built-in tiny name, a diffusers folder, a single checkpoint file in the
+original/A1111 layout, or a Hugging Face id (used as-is when the user has network or a cache).
+Weights load from safetensors; pickled files only with `allow_pickle` (see single_file.py).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import tiny
+from .hashing import path_sha256
+
+FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: str
+    skeleton: str = "sd15"
+    allow_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class VaeSpec:
+    name: str
+    source: str | None          # None: the checkpoint's own VAE
+    skeleton: str = "sd15"
+    allow_pickle: bool = False
+
+
+def classify_source(key: str, source: str, builtins: tuple[str, ...], allow_pickle: bool = False) -> str:
+    """Return 'builtin', 'folder', 'file' or 'hub' for a source, or raise a ValueError naming the key."""
+    valid = (f"valid: {', '.join(repr(b) for b in builtins)}, a diffusers folder, a "
+             f"{'/'.join(FILE_SUFFIXES)} file, or a Hugging Face id such as 'org/name'")
+    if source in builtins:
+        return "builtin"
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return "folder"
+    if path.suffix.lower() in FILE_SUFFIXES:
+        if not path.is_file():
+            raise ValueError(f"{key}={source!r}: file not found ({path.resolve()})")
+        if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+            raise ValueError(
+                f"{key}={source!r} is a pickled checkpoint, which can run code when loaded; "
+                f"convert it to .safetensors or set {key.rsplit('.', 1)[0]}.allow_pickle=true "
+                f"(it is then read with torch.load(weights_only=True))")
+        return "file"
+    if _HF_ID.match(source) and not source.startswith((".", "/", "~")):
+        return "hub"
+    if any(sep in source for sep in ("/", "\\")) or path.suffix:
+        raise ValueError(f"{key}={source!r}: no such file or folder ({path.resolve()}); {valid}")
+    raise ValueError(f"{key}={source!r} is not a known name; {valid}")
+
+
+def text_encoder_layers(spec: ModelSpec) -> int | None:
+    """Number of text-encoder layers read from configs alone (no weights), or None if unknown."""
+    kind = classify_source("model.source", spec.source, ("tiny",), spec.allow_pickle)
+    if kind == "builtin":
+        return tiny.TEXT_LAYERS
+    if kind == "folder":
+        config = Path(spec.source).expanduser() / "text_encoder" / "config.json"
+    elif kind == "file":
+        if spec.skeleton == "sd15":
+            return 12
+        config = Path(spec.skeleton).expanduser() / "text_encoder" / "config.json"
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            config = Path(hf_hub_download(spec.source, "text_encoder/config.json", local_files_only=True))
+        except Exception:
+            return None
+    try:
+        return int(json.loads(config.read_text())["num_hidden_layers"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    tokenizer: Any
+    text_encoder: Any
+    unet: Any
+    vae: Any
+    scheduler_config: dict
+    source: str                 # what diffusers can load it from
+    hash: str                   # sha256 of the weights
+    vae_hash: str
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+
+def _pipeline_from_pretrained(source: str, allow_pickle: bool, dtype):
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_pretrained(
+        source, safety_checker=None, requires_safety_checker=False, feature_extractor=None,
+        use_safetensors=not allow_pickle, torch_dtype=dtype,
+    )
+
+
+def _hub_folder(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:
+        return None
+
+
+def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+    from .single_file import load_pipeline_file
+
+    kind = classify_source("model.source", spec.source, ("tiny",), spec.allow_pickle)
+    if kind == "file":
+        pipe = load_pipeline_file(spec.source, skeleton=spec.skeleton, allow_pickle=spec.allow_pickle)
+        source = str(Path(spec.source).expanduser().resolve())
+        model_hash = path_sha256(Path(source))
+        vae_hash = model_hash
+    else:
+        if kind == "builtin":
+            folder = tiny.tiny_model_folder()
+        elif kind == "folder":
+            folder = Path(spec.source).expanduser().resolve()
+        else:
+            folder = None
+        source = str(folder) if folder else spec.source
+        pipe = _pipeline_from_pretrained(source, spec.allow_pickle, dtype)
+        folder = folder or _hub_folder(spec.source)
+        model_hash = path_sha256(folder) if folder else ""
+        vae_hash = path_sha256(folder / "vae") if folder and (folder / "vae").is_dir() else model_hash
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.to(device=device, dtype=dtype).eval()
+    return LoadedModel(
+        spec=spec, tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, unet=pipe.unet, vae=pipe.vae,
+        scheduler_config=dict(pipe.scheduler.config), source=source, hash=model_hash, vae_hash=vae_hash,
+    )
+
+
+def load_vae(spec: VaeSpec, model: LoadedModel) -> tuple[Any, str, str]:
+    """(vae, source, sha256) for a VAE spec; source None reuses the checkpoint's own VAE."""
+    from diffusers import AutoencoderKL
+
+    from .single_file import load_vae_file
+
+    if spec.source is None:
+        return model.vae, model.source, model.vae_hash
+    kind = classify_source("vae.source", spec.source, tiny.TINY_VAES, spec.allow_pickle)
+    if kind == "file":
+        source = str(Path(spec.source).expanduser().resolve())
+        vae = load_vae_file(source, skeleton=spec.skeleton, allow_pickle=spec.allow_pickle)
+        vae_hash = path_sha256(Path(source))
+    else:
+        folder = tiny.tiny_vae_folder(spec.source) if kind == "builtin" else None
+        if kind == "folder":
+            folder = Path(spec.source).expanduser().resolve()
+            if (folder / "vae" / "config.json").is_file():
+                folder = folder / "vae"
+        source = str(folder) if folder else spec.source
+        vae = AutoencoderKL.from_pretrained(source, use_safetensors=not spec.allow_pickle)
+        folder = folder or _hub_folder(spec.source)
+        vae_hash = path_sha256(folder) if folder else ""
+    vae.to(device=model.unet.device, dtype=model.unet.dtype).eval()
+    return vae, source, vae_hash
+
+
+class ModelCache:
+    """The one explicit, bounded cache of loaded checkpoints (least recently used goes first).
+
+    VAEs are cached per checkpoint and dropped with it."""
+
+    def __init__(self, max_resident: int = 1):
+        if max_resident < 1:
+            raise ValueError(f"run.max_resident_models={max_resident} must be >= 1")
+        self.max_resident = max_resident
+        self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
+        self._vaes: dict[tuple[ModelSpec, VaeSpec], tuple] = {}
+        self.loads = 0
+
+    def model(self, spec: ModelSpec, loader: Callable[[ModelSpec], LoadedModel]) -> LoadedModel:
+        if spec in self._models:
+            self._models.move_to_end(spec)
+            return self._models[spec]
+        while len(self._models) >= self.max_resident:
+            old, _ = self._models.popitem(last=False)
+            self._vaes = {k: v for k, v in self._vaes.items() if k[0] != old}
+        self.loads += 1
+        self._models[spec] = loader(spec)
+        return self._models[spec]
+
+    def vae(self, spec: VaeSpec, model: LoadedModel) -> tuple[Any, str, str]:
+        key = (model.spec, spec)
+        if key not in self._vaes:
+            self._vaes[key] = load_vae(spec, model)
+        return self._vaes[key]

@@ -1,0 +1,119 @@
+"""Run a sweep: plan -> render -> store -> score -> grids, resuming what is already stored."""
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from .clipscore import ClipScorer
+from .grid import build_grids
+from .models import ModelCache
+from .plan import AXES, Plan, grid_axes, make_plan
+from .render import render
+from .store import Store
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def versions() -> dict:
+    import diffusers
+    import transformers
+
+    from . import __version__
+
+    return {"sdexp_version": __version__, "torch_version": torch.__version__,
+            "diffusers_version": diffusers.__version__, "transformers_version": transformers.__version__,
+            "python_version": platform.python_version()}
+
+
+def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dtype, scorer_source) -> dict:
+    cell = item["cell"]
+    return {
+        "sweep": plan.name, "cell_id": cell.cell_id, "image_id": cell.image_id,
+        "model": cell.model.name, "model_source": item["model_source"], "model_hash": item["model_hash"],
+        "vae": cell.vae.name, "vae_source": item["vae_source"], "vae_hash": item["vae_hash"],
+        "sampler": cell.sampler, "scheduler": item["scheduler"], "steps": cell.steps, "cfg": cell.cfg,
+        "clip_skip": cell.clip_skip, "seed": cell.seed, "prompt": cell.prompt,
+        "negative_prompt": cell.negative_prompt, "width": cell.width, "height": cell.height,
+        "image_path": image_path, "clip_score": clip_score, "clip_model": scorer_source,
+        "seconds": item["seconds"], "batch_size": item["batch_size"], "batch_index": item["batch_index"],
+        "device": str(device), "dtype": str(dtype).replace("torch.", ""), **versions(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def render_plan(plan: Plan, store: Store, log=print) -> int:
+    """Render every cell of the plan not yet in the store; returns the number rendered."""
+    done = store.image_ids()
+    todo = [c for c in plan.cells if c.image_id not in done]
+    log(f"sdexp: {len(plan.cells)} images planned, {len(plan.cells) - len(todo)} already stored, "
+        f"{len(todo)} to render")
+    if not todo:
+        return 0
+    device = resolve_device(plan.run["device"])
+    dtype = resolve_dtype(plan.run["dtype"], device)
+    scorer = ClipScorer(plan.scorer["source"], device) if plan.scorer["enabled"] else None
+    cache = ModelCache(plan.run["max_resident_models"])
+    bar = tqdm(total=len(todo), unit="img", desc=plan.name, disable=not plan.run["progress"], file=sys.stderr)
+    for items in render(todo, cache, batch_size=plan.run["batch_size"], device=device, dtype=dtype):
+        scores = (scorer.score([i["array"] for i in items], [i["cell"].prompt for i in items])
+                  if scorer else [float("nan")] * len(items))
+        rows = []
+        for item, score in zip(items, scores):
+            path = store.write_png(item["cell"].image_id, item["image"])
+            rows.append(_row(plan, item, path, score, device, dtype, scorer.source if scorer else None))
+        store.append_rows(rows)
+        bar.update(len(items))
+    bar.close()
+    return len(todo)
+
+
+def make_grids(plan: Plan, store: Store, lenient: bool = False) -> list[Path]:
+    """Grids of this plan's images; `lenient` takes the axes from the stored rows instead."""
+    rows = store.load_rows()
+    if rows.empty:
+        return []
+    if lenient:
+        swept = [a for a in AXES if a in rows and rows[a].nunique() > 1]
+        grid = {k: (v if v in swept else None) for k, v in plan.grid.items() if k != "seed"}
+        axes = grid_axes({**grid, "seed": plan.grid["seed"]}, swept)
+    else:
+        rows = rows[rows.image_id.isin({c.image_id for c in plan.cells})]
+        axes = plan.grid
+    if axes["x"] is None:
+        return []
+    return build_grids(rows, store.folder, store.grids, axes["x"], axes["y"], axes["z"], seed=axes["seed"])
+
+
+def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_of_multirun: bool = False,
+              log=print) -> dict:
+    """Plan (failing before anything loads or any file changes), render, store, and grid."""
+    plan = make_plan(cfgs, override_keys, check_grid=not single_job_of_multirun)
+    store = Store(plan.folder)
+    with store.lock():
+        store.save_config(plan.configs)
+        rendered = render_plan(plan, store, log)
+        grids = make_grids(plan, store, lenient=single_job_of_multirun)
+    log(f"sdexp: rendered {rendered} images")
+    log(f"sdexp: images  {store.images}")
+    log(f"sdexp: rows    {store.rows}  (sdexp.load_rows({str(store.folder)!r}))")
+    for g in grids:
+        log(f"sdexp: grid    {g}")
+    return {"folder": store.folder, "rendered": rendered, "grids": grids, "cells": len(plan.cells)}

@@ -1,0 +1,330 @@
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw
+
+from sdexp import grid
+from sdexp.grid import (AXIS_LABELS, axis_label, build_grids, draw_grid, draw_xyz, font,
+                        wrap_text, xyz_layout)
+
+CELL = 64
+
+
+def colour(i: int) -> tuple[int, int, int]:
+    """Distinct colours (i < 512) that are never grey, so never background or text pixels."""
+    return (30 + i % 8 * 25, 35 + i // 8 % 8 * 25, 45 + i // 64 % 8 * 25)
+
+
+def solid(i: int, size=(CELL, CELL)) -> Image.Image:
+    return Image.new("RGB", size, colour(i))
+
+
+def centre(box):
+    x0, y0, x1, y1 = box
+    return (x0 + x1) // 2, (y0 + y1) // 2
+
+
+def colours_in(img: Image.Image) -> set:
+    return {c for _, c in img.getcolors(maxcolors=1 << 20)}
+
+
+# ---------------------------------------------------------------- labels
+
+def test_axis_label_formats_floats_without_trailing_zero():
+    assert axis_label("cfg", 7.0) == "CFG scale: 7"
+    assert axis_label("cfg", 7.5) == "CFG scale: 7.5"
+    assert axis_label("steps", 20) == "Steps: 20"
+    assert axis_label("sampler", "Euler a") == "Sampler: Euler a"
+    assert axis_label("vae", "tiny_alt") == "VAE: tiny_alt"
+    assert axis_label("cfg", np.float64(4.0)) == "CFG scale: 4"
+    assert axis_label("seed", np.int64(3)) == "Seed: 3"
+
+
+def test_axis_labels_match_a1111():
+    assert AXIS_LABELS["cfg"] == "CFG scale"
+    assert AXIS_LABELS["clip_skip"] == "Clip skip"
+    assert AXIS_LABELS["negative_prompt"] == "Negative prompt"
+
+
+# ---------------------------------------------------------------- draw_grid / draw_xyz
+
+def grid_images(nx, ny):
+    return {(f"s{i}", j): solid(i * 10 + j) for i in range(nx) for j in range(ny)}
+
+
+def test_grid_cells_placed_at_layout_boxes():
+    xs, ys = ["Euler", "Euler a", "DDIM"], [4, 8]
+    images = {(x, y): solid(i * 10 + j) for i, x in enumerate(xs) for j, y in enumerate(ys)}
+    img = draw_grid(images, xs, ys, "sampler", "steps", title="Prompt: a cat")
+    lay = xyz_layout({(k[0], k[1], None): v for k, v in images.items()}, xs, ys, None,
+                     "sampler", "steps", None, "Prompt: a cat")
+    assert img.size == lay.size
+    assert lay.label_w >= CELL and lay.title_h > 0 and lay.col_h > 0
+    for i in range(len(xs)):
+        for j in range(len(ys)):
+            box = lay.cell_box(i, j)
+            assert img.getpixel(centre(box)) == colour(i * 10 + j)
+            # the whole box is the image: corners too
+            assert img.getpixel((box[0], box[1])) == colour(i * 10 + j)
+            assert img.getpixel((box[2] - 1, box[3] - 1)) == colour(i * 10 + j)
+
+
+def test_grid_size_grows_by_one_cell_per_value():
+    def size(nx, ny):
+        xs, ys = [f"s{i}" for i in range(nx)], list(range(ny))
+        return draw_grid(grid_images(nx, ny), xs, ys, "sampler", "seed", None).size
+
+    w1, h1 = size(1, 1)
+    assert size(2, 1) == (w1 + CELL, h1)
+    assert size(3, 1) == (w1 + 2 * CELL, h1)
+    assert size(1, 2) == (w1, h1 + CELL)
+    assert size(3, 4) == (w1 + 2 * CELL, h1 + 3 * CELL)
+
+
+def test_grid_without_y_axis_has_one_row_and_no_row_labels():
+    xs = [4.0, 7.5]
+    images = {(x, None): solid(i) for i, x in enumerate(xs)}
+    img = draw_grid(images, xs, None, "cfg", None, None)
+    lay = xyz_layout({(x, None, None): im for (x, _), im in images.items()}, xs, None, None,
+                     "cfg", None, None)
+    assert lay.label_w == 0 and lay.title_h == 0
+    assert img.size == (2 * CELL, lay.col_h + CELL)
+    for i in range(2):
+        assert img.getpixel(centre(lay.cell_box(i))) == colour(i)
+
+
+def test_missing_cell_is_light_grey():
+    xs, ys = ["a", "b"], [1, 2]
+    images = {("a", 1): solid(1), ("b", 2): solid(2)}
+    img = draw_grid(images, xs, ys, "model", "steps", None)
+    lay = xyz_layout({(*k, None): v for k, v in images.items()}, xs, ys, None, "model", "steps", None)
+    assert img.getpixel(centre(lay.cell_box(1, 0))) == grid.MISSING
+    assert img.getpixel(centre(lay.cell_box(0, 1))) == grid.MISSING
+    assert img.getpixel(centre(lay.cell_box(0, 0))) == colour(1)
+
+
+def test_xyz_subgrids_side_by_side_with_margin():
+    xs, ys, zs = [4, 8], ["Euler", "DDIM"], ["tiny", "tiny_alt", "other"]
+    images = {(x, y, z): solid(100 * k + 10 * j + i)
+              for i, x in enumerate(xs) for j, y in enumerate(ys) for k, z in enumerate(zs)}
+    img = draw_xyz(images, xs, ys, zs, "steps", "sampler", "vae")
+    lay = xyz_layout(images, xs, ys, zs, "steps", "sampler", "vae")
+    assert img.size == lay.size
+    assert lay.z_h > 0 and lay.margin > 0
+    assert img.size[0] == 3 * lay.sub_w + 2 * lay.margin
+    for k in range(3):
+        for j in range(2):
+            for i in range(2):
+                assert img.getpixel(centre(lay.cell_box(i, j, k))) == colour(100 * k + 10 * j + i)
+    # the margin between sub-grids is blank
+    gap = img.crop((lay.sub_w, lay.top, lay.sub_w + lay.margin, img.size[1]))
+    assert colours_in(gap) == {grid.BACKGROUND}
+    # each Z label is drawn in its sub-grid's header band
+    for k in range(3):
+        band = img.crop((lay.sub_left(k), lay.title_h, lay.sub_left(k) + lay.sub_w,
+                         lay.title_h + lay.z_h))
+        assert colours_in(band) != {grid.BACKGROUND}
+
+    one = draw_xyz({k: v for k, v in images.items() if k[2] == "tiny"}, xs, ys, ["tiny"],
+                   "steps", "sampler", "vae")
+    two = draw_xyz({k: v for k, v in images.items() if k[2] != "other"}, xs, ys,
+                   ["tiny", "tiny_alt"], "steps", "sampler", "vae")
+    assert two.size == (2 * one.size[0] + lay.margin, one.size[1])
+
+
+def test_xyz_without_z_axis_matches_draw_grid():
+    xs, ys = [1, 2], [3, 4]
+    images = {(x, y): solid(x * 10 + y) for x in xs for y in ys}
+    a = draw_grid(images, xs, ys, "steps", "seed", "t")
+    b = draw_xyz({(*k, None): v for k, v in images.items()}, xs, ys, None, "steps", "seed", None, "t")
+    assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("cell", [64, 512])
+def test_long_labels_wrap_within_cell_width(cell):
+    prompt = ("a very detailed photograph of an astronaut riding a horse on the moon, "
+              "dramatic lighting, supercalifragilisticexpialidociousandthensome")
+    xs, ys = [prompt, "a cat"], [7.5]
+    images = {(x, y): solid(i, (cell, cell)) for i, x in enumerate(xs) for y in ys}
+    img = draw_grid(images, xs, ys, "prompt", "cfg", None)
+    lay = xyz_layout({(*k, None): v for k, v in images.items()}, xs, ys, None,
+                     "prompt", "cfg", None)
+    assert lay.font_size == max(grid.MIN_FONT_SIZE, 2 * cell // grid.FONT_DIVISOR)
+    fnt = font(lay.font_size)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = lay.x_lines[0]
+    assert len(lines) > 2
+    assert " ".join(lines).replace(" ", "") == axis_label("prompt", prompt).replace(" ", "")
+    for line in lines:
+        left, _, right, _ = measure.textbbox((0, 0), line, font=fnt)
+        assert right - left <= cell - 2 * lay.pad
+    # nothing spills out of the column: the header above the row-label column stays blank,
+    # and the label band is tall enough for every line
+    corner = img.crop((0, 0, lay.label_w, lay.col_h))
+    assert colours_in(corner) == {grid.BACKGROUND}
+    label = img.crop((lay.label_w, 0, lay.label_w + cell, lay.col_h))
+    assert colours_in(label) != {grid.BACKGROUND}
+    assert lay.col_h >= len(lines) * sum(fnt.getmetrics())
+
+
+def test_wrap_text_breaks_words_wider_than_the_width():
+    fnt = font(12)
+    lines = wrap_text("x" * 200, fnt, 50)
+    assert len(lines) > 3 and "".join(lines) == "x" * 200
+    assert all(fnt.getbbox(line)[2] <= 50 for line in lines)
+
+
+def test_font_scales_with_cell_size():
+    small = xyz_layout({(1, None, None): solid(0, (64, 64))}, [1], None, None, "steps", None, None)
+    big = xyz_layout({(1, None, None): solid(0, (512, 512))}, [1], None, None, "steps", None, None)
+    assert small.font_size >= grid.MIN_FONT_SIZE
+    assert big.font_size > small.font_size * 2
+
+
+# ---------------------------------------------------------------- build_grids
+
+def make_rows(tmp_path: Path, **axes) -> pd.DataFrame:
+    """One solid-colour PNG per combination of the given axis values; returns the rows."""
+    base = dict(model="tiny", vae="tiny", sampler="Euler a", steps=8, cfg=7.0, clip_skip=1,
+                seed=0, prompt="a cat", negative_prompt="", width=CELL, height=CELL)
+    (tmp_path / "img").mkdir(exist_ok=True)
+    names = list(axes)
+    rows = []
+    for n, combo in enumerate(itertools.product(*axes.values())):
+        row = dict(base, **dict(zip(names, combo)))
+        rel = f"img/{n:04d}.png"
+        solid(n).save(tmp_path / rel)
+        row.update(image_path=rel, clip_score=float("nan"), colour=colour(n))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_build_grids_one_file_per_combination_of_other_varying_axes(tmp_path):
+    rows = make_rows(tmp_path, cfg=[7.0, 4.5], sampler=["Euler a", "DDIM"],
+                     vae=["tiny", "tiny_alt"], steps=[8, 4], prompt=["a cat", "a dog"])
+    out = tmp_path / "grids"
+    paths = build_grids(rows, tmp_path, out, x="cfg", y="sampler", z="vae")
+    assert [p.name for p in paths] == [
+        "grid-cfg-x-sampler-y-vae-z-steps_4-prompt_a_cat.png",
+        "grid-cfg-x-sampler-y-vae-z-steps_4-prompt_a_dog.png",
+        "grid-cfg-x-sampler-y-vae-z-steps_8-prompt_a_cat.png",
+        "grid-cfg-x-sampler-y-vae-z-steps_8-prompt_a_dog.png",
+    ]
+    assert sorted(out.iterdir()) == sorted(paths)  # no temporary files left behind
+    for p in paths:
+        steps = int(p.name.split("steps_")[1].split("-")[0])
+        prompt = p.name.split("prompt_")[1][:-4].replace("_", " ")
+        sub = rows[(rows.steps == steps) & (rows.prompt == prompt)]
+        with Image.open(p) as im:
+            found = colours_in(im.convert("RGB"))
+        assert set(sub.colour) <= found
+        assert not set(rows.colour) - set(sub.colour) & found
+        # 2 cfg x 2 sampler x 2 vae cells, ordered cfg ascending (4.5 before 7)
+        with Image.open(p) as im:
+            w, h = im.size
+        assert w > 4 * CELL and h > 2 * CELL
+
+
+def test_build_grids_orders_numeric_axes_numerically(tmp_path):
+    rows = make_rows(tmp_path, steps=[20, 4, 10])
+    (path,) = build_grids(rows, tmp_path, tmp_path / "out", x="steps", y=None, z=None)
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    # colour n belongs to steps=[20, 4, 10][n]; left to right should be 4, 10, 20 -> 1, 2, 0
+    mid = img.size[1] - CELL  # a row inside the image area (caption strip is below it)
+    xs = [x for x in range(img.size[0]) if img.getpixel((x, mid)) in {colour(0), colour(1), colour(2)}]
+    seen = list(dict.fromkeys(img.getpixel((x, mid)) for x in xs))
+    assert seen == [colour(1), colour(2), colour(0)]
+
+
+def test_build_grids_picks_first_or_given_seed_and_captions_it(tmp_path):
+    rows = make_rows(tmp_path, cfg=[7.0, 5.0], seed=[11, 3, 7])
+    seed_of = dict(zip(map(tuple, rows.colour), rows.seed))
+
+    (first,) = build_grids(rows, tmp_path, tmp_path / "a", x="cfg", y=None, z=None)
+    with Image.open(first) as im:
+        found = colours_in(im.convert("RGB"))
+    assert {seed_of[c] for c in found if c in seed_of} == {3}
+    assert len([c for c in found if c in seed_of]) == 2  # one per cfg value
+
+    (given,) = build_grids(rows, tmp_path, tmp_path / "b", x="cfg", y=None, z=None, seed=11)
+    with Image.open(given) as im:
+        img = im.convert("RGB")
+    found = colours_in(img)
+    assert {seed_of[c] for c in found if c in seed_of} == {11}
+
+    # the caption strip under each image has text in it; without a caption the grid is shorter
+    lay_h = img.size[1]
+    plain = draw_grid({(7.0, None): solid(0), (5.0, None): solid(1)}, [5.0, 7.0], None, "cfg",
+                      None, None)
+    assert lay_h > plain.size[1]
+    strip = img.crop((0, lay_h - (lay_h - plain.size[1]), img.size[0], lay_h))
+    assert len(colours_in(strip)) > 1
+
+
+def test_build_grids_seed_axis_gets_no_caption(tmp_path):
+    rows = make_rows(tmp_path, seed=[2, 1])
+    (path,) = build_grids(rows, tmp_path, tmp_path / "out", x="seed", y=None, z=None)
+    plain = draw_grid({(1, None): solid(1), (2, None): solid(0)}, [1, 2], None, "seed", None, None)
+    with Image.open(path) as im:
+        assert im.convert("RGB").tobytes() == plain.tobytes()
+
+
+def test_build_grids_long_names_are_truncated_and_unique(tmp_path):
+    long_a = "a " + "very " * 60 + "long prompt one"
+    long_b = "a " + "very " * 60 + "long prompt two"
+    rows = make_rows(tmp_path, prompt=[long_a, long_b], cfg=[7.0, 8.0])
+    paths = build_grids(rows, tmp_path, tmp_path / "out", x="cfg", y=None, z=None)
+    names = [p.name for p in paths]
+    assert len(set(names)) == 2
+    assert all(len(n) <= grid.MAX_NAME + 16 for n in names)
+    assert all(n.startswith("grid-cfg-x-prompt_a_very_very") for n in names)
+    assert all(p.exists() for p in paths)
+
+
+def test_build_grids_slug_collisions_get_a_hash(tmp_path):
+    rows = make_rows(tmp_path, sampler=["DPM++ 2M", "DPM 2M"], cfg=[7.0, 8.0])
+    paths = build_grids(rows, tmp_path, tmp_path / "out", x="cfg", y=None, z=None)
+    assert len({p.name for p in paths}) == 2
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    (dict(x="colour"), "colour"),
+    (dict(x="cfg", y="sharpness"), "sharpness"),
+    (dict(x="cfg", z="nope"), "nope"),
+])
+def test_unknown_axis_raises_naming_it(tmp_path, kwargs, named):
+    rows = make_rows(tmp_path, cfg=[7.0, 8.0])
+    with pytest.raises(ValueError) as err:
+        build_grids(rows, tmp_path, tmp_path / "out", **kwargs)
+    msg = str(err.value)
+    key = next(k for k, v in kwargs.items() if v == named)
+    assert f"{key}={named!r}" in msg and "cfg" in msg and "sampler" in msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_axis_that_is_not_a_column_raises(tmp_path):
+    rows = make_rows(tmp_path, cfg=[7.0, 8.0]).drop(columns=["vae"])
+    with pytest.raises(ValueError, match=r"y='vae' is not a column"):
+        build_grids(rows, tmp_path, tmp_path / "out", x="cfg", y="vae")
+
+
+def test_bad_seed_and_repeated_axis_raise(tmp_path):
+    rows = make_rows(tmp_path, cfg=[7.0, 8.0])
+    with pytest.raises(ValueError, match="seed='last'"):
+        build_grids(rows, tmp_path, tmp_path / "out", x="cfg", seed="last")
+    with pytest.raises(ValueError, match="different"):
+        build_grids(rows, tmp_path, tmp_path / "out", x="cfg", y="cfg")
+    with pytest.raises(ValueError, match="axis"):
+        axis_label("colour", 1)
+
+
+def test_build_grids_seed_missing_from_every_cell_gives_blank_grid(tmp_path):
+    rows = make_rows(tmp_path, cfg=[7.0, 8.0], seed=[1, 2])
+    (path,) = build_grids(rows, tmp_path, tmp_path / "out", x="cfg", y=None, z=None, seed=99)
+    with Image.open(path) as im:
+        found = colours_in(im.convert("RGB"))
+    assert grid.MISSING in found and not found & set(rows.colour)

@@ -110,7 +110,7 @@ def _pipeline_from_pretrained(source: str, allow_pickle: bool, dtype):
 
     return StableDiffusionPipeline.from_pretrained(
         source, safety_checker=None, requires_safety_checker=False, feature_extractor=None,
-        use_safetensors=not allow_pickle, torch_dtype=dtype,
+        use_safetensors=not allow_pickle, dtype=dtype,
     )
 
 

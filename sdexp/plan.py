@@ -176,7 +176,9 @@ def grid_axes(grid, swept: list[str]) -> dict:
     given = [v for v in chosen.values() if v is not None]
     if len(given) != len(set(given)):
         raise ConfigError(f"grid axes must differ; got x={chosen['x']!r}, y={chosen['y']!r}, z={chosen['z']!r}")
-    free = [a for a in swept if a not in given and a != "seed"]
+    # seed is shown per cell and prompts give one grid each, unless nothing else is swept
+    free = [a for a in swept if a not in given and a not in ("seed", "prompt")]
+    free += [a for a in swept if a == "prompt" and a not in given and len(free) < 2]
     for k in ("x", "y", "z"):
         if chosen[k] is None and free:
             chosen[k] = free.pop(0)

@@ -18,6 +18,16 @@ from .render import render
 from .store import Store
 
 
+def quiet_libraries() -> None:
+    """Keep the sweep's own progress bar the only one: library bars and notices off."""
+    import diffusers
+    import transformers
+
+    for lib in (diffusers, transformers):
+        lib.utils.logging.set_verbosity_error()
+        lib.utils.logging.disable_progress_bar()
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -67,6 +77,7 @@ def render_plan(plan: Plan, store: Store, log=print) -> int:
         f"{len(todo)} to render")
     if not todo:
         return 0
+    quiet_libraries()
     device = resolve_device(plan.run["device"])
     dtype = resolve_dtype(plan.run["dtype"], device)
     scorer = ClipScorer(plan.scorer["source"], device) if plan.scorer["enabled"] else None

@@ -246,8 +246,8 @@ def test_export_mapping_inverts_diffusers_conversion_at_full_size():
 @pytest.mark.slow
 def test_full_size_sd15_round_trip(tmp_path):
     """A randomly initialised full-size SD1.5 (about 4.3 GB in float32) through the default skeleton."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = single_file.skeleton_folder("sd15")
     torch.manual_seed(0)
@@ -255,7 +255,9 @@ def test_full_size_sd15_round_trip(tmp_path):
     vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder, subfolder="vae"))
     text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(folder, subfolder="text_encoder"))
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=None, unet=unet, scheduler=None,
+        vae=vae, text_encoder=text_encoder, unet=unet,
+        tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True),
+        scheduler=PNDMScheduler.from_pretrained(folder, subfolder="scheduler"),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     path = tmp_path / "sd15.safetensors"

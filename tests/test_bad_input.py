@@ -1,0 +1,125 @@
+"""Bad input fails before any model loads, with a message naming key, value and valid choices,
+and leaves results/ exactly as it was."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+import sdexp.models
+from sdexp.plan import ConfigError
+from sdexp.sweep import run_sweep
+from helpers import run_cli, tree_state
+
+# (overrides, fragments every one of which the message must contain)
+CASES = [
+    (["sampler=foo"], ["sampler='foo'", "euler_a", "dpmpp_2m_karras"]),
+    (["model.source=nosuchmodel"], ["model.source='nosuchmodel'", "'tiny'", "Hugging Face id"]),
+    (["model.source=/missing/model.safetensors"], ["model.source='/missing/model.safetensors'", "not found"]),
+    (["vae.source=/missing/vae.safetensors"], ["vae.source='/missing/vae.safetensors'", "not found"]),
+    (["vae.source=nosuchvae"], ["vae.source='nosuchvae'", "'tiny_alt'"]),
+    (["clip_skip=0"], ["clip_skip=0", "1..12"]),
+    (["clip_skip=13"], ["clip_skip=13", "1..12"]),
+    (["steps=0"], ["steps=0", ">= 1"]),
+    (["cfg=-1"], ["cfg=-1", ">= 0"]),
+    (["width=65"], ["width=65", "multiple of 8"]),
+    (["height=100"], ["height=100", "multiple of 8"]),
+    (["prompts.items=[]"], ["prompt set is empty", "prompts.items"]),
+    (["prompt=''"], ["prompt set is empty"]),
+    (["prompts.file=/missing/prompts.txt"], ["prompts.file='/missing/prompts.txt'", "not found"]),
+    (["prompts.file=prompts.json"], ["prompts.file='prompts.json'", ".txt"]),
+    (["grid.x=steps", "prompts=single"], ["grid.x='steps'", "not a swept axis", "nothing is swept"]),
+    (["grid.y=colour"], ["grid.y='colour'", "not a swept axis", "valid: prompt"]),
+    (["seed=-2"], ["seed=-2", "-1 for random"]),
+    (["seed=abc"], ["seed='abc'", "-1 for random"]),
+    (["run.batch_size=0"], ["run.batch_size=0", ">= 1"]),
+    (["run.dtype=float8"], ["run.dtype='float8'", "bfloat16"]),
+]
+
+# rejected by Hydra at compose time (typed schema / unknown group option)
+COMPOSE_CASES = [
+    (["model=nosuchmodel"], ["model/nosuchmodel", "tiny"]),
+    (["vae=nosuchvae"], ["vae/nosuchvae", "tiny_alt"]),
+    (["steps=abc"], ["steps", "abc"]),
+    (["stepz=3"], ["stepz"]),
+    (["model.sourse=x"], ["sourse"]),
+]
+
+
+@pytest.fixture(scope="module")
+def rendered_sweep(tmp_path_factory):
+    """A small sweep rendered once for the module."""
+    from hydra import compose, initialize_config_dir
+
+    from sdexp.hydra_setup import register_all
+    from sdexp.paths import CONF_DIR
+
+    root = tmp_path_factory.mktemp("kept") / "results"
+    register_all()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["steps=1", "prompts=single", "name=kept", f"results_root={root}"])
+    run_sweep([cfg], log=lambda *a: None)
+    return root
+
+
+@pytest.fixture
+def results_with_a_sweep(rendered_sweep, tmp_path):
+    """A results root that already holds a sweep, so we can prove nothing in it changes."""
+    shutil.copytree(rendered_sweep, tmp_path / "results")
+    return tmp_path / "results"
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(sdexp.models, "load_model", refuse)
+    monkeypatch.setattr("sdexp.render.load_model", refuse)
+    monkeypatch.setattr("sdexp.sweep.ClipScorer", refuse)
+
+
+@pytest.mark.parametrize("overrides,fragments", CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_bad_input_is_reported_before_loading(overrides, fragments, compose_cfg, results_with_a_sweep,
+                                              no_model_loads, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prompts.json").write_text("[]")
+    before = tree_state(results_with_a_sweep)
+    with pytest.raises(ConfigError) as err:
+        run_sweep([compose_cfg([*overrides, "name=kept"])], log=lambda *a: None)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+    assert tree_state(results_with_a_sweep) == before
+
+
+@pytest.mark.parametrize("overrides,fragments", COMPOSE_CASES, ids=[" ".join(c[0]) for c in COMPOSE_CASES])
+def test_bad_config_fails_at_compose_time(overrides, fragments, compose_cfg):
+    with pytest.raises((HydraException, OmegaConfBaseException)) as err:
+        compose_cfg(overrides)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def test_pickled_checkpoint_needs_explicit_permission(compose_cfg, tmp_path, no_model_loads):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"not read")
+    with pytest.raises(ConfigError) as err:
+        run_sweep([compose_cfg([f"model.source={ckpt}"])], log=lambda *a: None)
+    assert "allow_pickle" in str(err.value) and "weights_only=True" in str(err.value)
+
+
+def test_grid_axis_of_a_multirun_must_be_swept(compose_cfg, no_model_loads):
+    cfgs = [compose_cfg([f"cfg={c}", "grid.x=sampler"]) for c in (3, 7)]
+    with pytest.raises(ConfigError) as err:
+        run_sweep(cfgs, ["cfg"], log=lambda *a: None)
+    assert "grid.x='sampler'" in str(err.value) and "valid: cfg" in str(err.value)
+
+
+def test_cli_prints_one_clear_error_and_exits_2(tmp_path):
+    proc = run_cli(["sampler=foo", "clip_skip=99", f"results_root={tmp_path / 'r'}"], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "sdexp: error: sampler='foo'" in proc.stderr and "clip_skip=99" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()

@@ -122,9 +122,10 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
         store.save_config(plan.configs)
         rendered = render_plan(plan, store, log)
         grids = make_grids(plan, store, lenient=single_job_of_multirun)
+    folder = store.folder.resolve()
     log(f"sdexp: rendered {rendered} images")
-    log(f"sdexp: images  {store.images}")
-    log(f"sdexp: rows    {store.rows}  (sdexp.load_rows({str(store.folder)!r}))")
+    log(f"sdexp: images  {folder / 'images'}")
+    log(f"sdexp: rows    {folder / 'rows'}  (sdexp.load_rows({str(folder)!r}))")
     for g in grids:
-        log(f"sdexp: grid    {g}")
+        log(f"sdexp: grid    {g.resolve()}")
     return {"folder": store.folder, "rendered": rendered, "grids": grids, "cells": len(plan.cells)}

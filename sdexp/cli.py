@@ -34,8 +34,22 @@ def app(cfg: DictConfig) -> dict:
     return run_jobs([cfg], list(hc.overrides.task), single_job_of_multirun=hc.mode == RunMode.MULTIRUN)
 
 
+SUBCOMMANDS = {
+    # name: (module, function) taking the remaining argv; each rereads a stored sweep
+}
+
+
 def main() -> None:
+    """`sdexp [overrides]` runs a sweep; `sdexp plan [overrides]` is its dry run;
+    `sdexp NAME ...` runs a subcommand of SUBCOMMANDS on a stored sweep."""
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        import importlib
+
+        module, function = SUBCOMMANDS[sys.argv[1]]
+        raise SystemExit(getattr(importlib.import_module(module), function)(sys.argv[2:]))
     register_all()
+    if len(sys.argv) > 1 and sys.argv[1] == "plan":
+        sys.argv = [sys.argv[0], *sys.argv[2:], "plan.dry_run=true"]
     app()
 
 

@@ -50,9 +50,16 @@ class GridConf:
 class RunConf:
     device: str = "auto"               # auto, cpu, cuda, cuda:N, mps
     dtype: str = "auto"                # auto (float16 on CUDA, float32 elsewhere), float32, float16, bfloat16
-    batch_size: int = 8                # images denoised together
+    batch_size: Any = "auto"           # images denoised together: "auto" (from free memory) or an int
     max_resident_models: int = 1       # checkpoints kept in memory at once
     progress: bool = True
+    channels_last: bool = True         # CUDA only: channels_last memory format for the UNet
+    compile: bool = False              # CUDA only: torch.compile the UNet (once per batch shape)
+
+
+@dataclass
+class PlanConf:
+    dry_run: bool = False              # print cells, work units and an estimate; render nothing
 
 
 @dataclass
@@ -65,6 +72,7 @@ class SdexpConfig:
     scorer: ScorerConf = field(default_factory=ScorerConf)
     grid: GridConf = field(default_factory=GridConf)
     run: RunConf = field(default_factory=RunConf)
+    plan: PlanConf = field(default_factory=PlanConf)
     sampler: str = "euler_a"           # alias (euler_a) or AUTOMATIC1111 name ("Euler a")
     steps: int = 20
     cfg: float = 7.0                   # classifier-free guidance scale; <= 1 skips the negative pass

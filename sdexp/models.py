@@ -123,7 +123,9 @@ def _hub_folder(repo_id: str) -> Path | None:
         return None
 
 
-def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channels_last: bool = False,
+               compile: bool = False) -> LoadedModel:
+    """Load a checkpoint onto a device; on CUDA optionally channels_last memory and torch.compile."""
     from .single_file import load_pipeline_file
 
     kind = classify_source("model.source", spec.source, ("tiny",), spec.allow_pickle)
@@ -146,6 +148,10 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> Loa
         vae_hash = path_sha256(folder / "vae") if folder and (folder / "vae").is_dir() else model_hash
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.to(device=device, dtype=dtype).eval()
+    if channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+    if compile:  # batches are grouped by shape, so a sweep compiles once per batch shape
+        pipe.unet = torch.compile(pipe.unet)
     return LoadedModel(
         spec=spec, tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, unet=pipe.unet, vae=pipe.vae,
         scheduler_config=dict(pipe.scheduler.config), source=source, hash=model_hash, vae_hash=vae_hash,

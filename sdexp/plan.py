@@ -27,7 +27,7 @@ class ConfigError(ValueError):
     """Bad input, found before any model loads. The message names key, value and valid choices."""
 
 
-def _digest(obj) -> str:
+def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -54,11 +54,11 @@ class Cell:
     def cell_id(self) -> str:
         d = asdict(self)
         d.pop("seed"), d.pop("prompt")
-        return _digest(d)
+        return digest(d)
 
     @property
     def image_id(self) -> str:
-        return _digest([self.cell_id, self.prompt, self.seed])
+        return digest([self.cell_id, self.prompt, self.seed])
 
     @property
     def trajectory(self) -> tuple:
@@ -76,6 +76,7 @@ class Plan:
     grid: dict                  # x, y, z (axis or None) and seed
     run: dict
     scorer: dict
+    dry_run: bool = False
     configs: list[dict] = field(default_factory=list)
 
 
@@ -122,7 +123,9 @@ def check_job(cfg: DictConfig) -> list[str]:
                f"clip_skip={cfg.clip_skip} is out of range; valid: 1..{hi} (1 = last layer, 2 = penultimate)",
                errors)
     run = cfg.run
-    _check(run.batch_size >= 1, f"run.batch_size={run.batch_size} must be >= 1", errors)
+    bs = run.batch_size
+    _check(bs == "auto" or (isinstance(bs, int) and not isinstance(bs, bool) and bs >= 1),
+           f"run.batch_size={bs!r} is not valid; valid: 'auto' or an integer >= 1", errors)
     _check(run.max_resident_models >= 1, f"run.max_resident_models={run.max_resident_models} must be >= 1", errors)
     _check(run.dtype in DTYPES, f"run.dtype={run.dtype!r} is not valid; valid: {', '.join(DTYPES)}", errors)
     _check(str(cfg.name).strip() not in ("", ".", "..") and "/" not in str(cfg.name),
@@ -203,6 +206,6 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
     return Plan(
         cells=cells, folder=Path(first.results_root) / first.name, name=first.name, swept=swept,
         grid=grid, run=OmegaConf.to_container(first.run),
-        scorer=OmegaConf.to_container(first.scorer),
+        scorer=OmegaConf.to_container(first.scorer), dry_run=bool(first.plan.dry_run),
         configs=[OmegaConf.to_container(c, resolve=True) for c in cfgs],
     )

@@ -16,8 +16,9 @@ from PIL.PngImagePlugin import PngInfo
 from .denoise import decode, denoise
 from .encode import encode_prompts
 from .metadata import a1111_parameters
+from .batching import run_split_on_oom
 from .models import LoadedModel, ModelCache, load_model
-from .plan import Cell
+from .plan import Cell, digest
 from .samplers import build_scheduler, get_sampler
 
 
@@ -87,40 +88,67 @@ def png_with_parameters(array, text: str) -> Image.Image:
     return image
 
 
+def _batch_id(cells: list[Cell]) -> str:
+    return digest([c.image_id for c in cells])
+
+
+def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell]) -> torch.Tensor:
+    """One denoise for a list of trajectories (given by their lead cells), fresh generators each try."""
+    sampler = get_sampler(cells[0].sampler)
+    cond, uncond = batch_embeddings(enc, model, cells)
+    scheduler = build_scheduler(sampler, model.scheduler_config, [c.seed for c in cells])
+    generators = [torch.Generator("cpu").manual_seed(c.seed) for c in cells]
+    return denoise(model.unet, scheduler, cond, uncond, [c.cfg for c in cells], generators,
+                   cells[0].steps, cells[0].height, cells[0].width)
+
+
 def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: torch.device,
-           dtype: torch.dtype) -> Iterator[list[dict]]:
+           dtype: torch.dtype, options: dict | None = None) -> Iterator[list[dict]]:
     """Render cells; yields, per batch and VAE, one dict per image: cell, image, array and facts."""
     enc = EncodingCache()
+    options = options or {}
     for batch in plan_batches(cells, batch_size):
-        model = cache.model(batch.model, lambda spec: load_model(spec, device, dtype))
+        model = cache.model(batch.model, lambda spec: load_model(spec, device, dtype, **options))
         enc.drop_other_models(model.spec)
-        lead = batch.lead
-        sampler = get_sampler(lead[0].sampler)
+        sampler = get_sampler(batch.lead[0].sampler)
+        by_lead = {t[0]: t for t in batch.trajectories}
+        for lead, latents, seconds in _timed_chunks(lambda part: _denoise_cells(model, enc, list(part)),
+                                                    batch.lead):
+            trajectories = [by_lead[c] for c in lead]
+            per_image = seconds / sum(len(t) for t in trajectories)   # the denoise, shared by its decodes
+            vaes = list(dict.fromkeys(c.vae for t in trajectories for c in t))
+            for vae_spec in vaes:
+                vae, vae_source, vae_hash = cache.vae(vae_spec, model)
+                picks = [(i, c) for i, t in enumerate(trajectories) for c in t if c.vae == vae_spec]
+                decoded = _timed_chunks(lambda part: decode(vae, latents[[i for i, _ in part]]), picks)
+                out = []
+                for part, arrays, decode_seconds in decoded:
+                    for (i, cell), array in zip(part, arrays):
+                        out.append(_item(cell, array, model, sampler, vae_source, vae_hash,
+                                         seconds=per_image + decode_seconds / len(part),
+                                         batch_size=len(lead), batch_index=i, batch_id=_batch_id(list(lead))))
+                yield out
+
+
+def _timed_chunks(fn, items):
+    """run_split_on_oom with the wall time of each chunk: [(items, result, seconds)]."""
+    times = []
+
+    def timed(part):
         t0 = time.perf_counter()
-        cond, uncond = batch_embeddings(enc, model, lead)
-        scheduler = build_scheduler(sampler, model.scheduler_config, [c.seed for c in lead])
-        generators = [torch.Generator("cpu").manual_seed(c.seed) for c in lead]
-        latents = denoise(model.unet, scheduler, cond, uncond, [c.cfg for c in lead], generators,
-                          lead[0].steps, lead[0].height, lead[0].width)
-        per_image = (time.perf_counter() - t0) / len(lead)
-        vaes = list(dict.fromkeys(c.vae for t in batch.trajectories for c in t))
-        for vae_spec in vaes:
-            t1 = time.perf_counter()
-            vae, vae_source, vae_hash = cache.vae(vae_spec, model)
-            picks = [(i, c) for i, t in enumerate(batch.trajectories) for c in t if c.vae == vae_spec]
-            arrays = decode(vae, latents[[i for i, _ in picks]])
-            decode_each = (time.perf_counter() - t1) / len(picks)
-            out = []
-            for (i, cell), array in zip(picks, arrays):
-                text = a1111_parameters(
-                    prompt=cell.prompt, negative_prompt=cell.negative_prompt, steps=cell.steps,
-                    sampler=cell.sampler, cfg=cell.cfg, seed=cell.seed, width=cell.width, height=cell.height,
-                    model=cell.model.name, model_hash=model.hash, vae=cell.vae.name, vae_hash=vae_hash,
-                    clip_skip=cell.clip_skip)
-                out.append({
-                    "cell": cell, "image": png_with_parameters(array, text), "array": array,
-                    "model_source": model.source, "model_hash": model.hash, "vae_source": vae_source,
-                    "vae_hash": vae_hash, "scheduler": sampler.describe(), "seconds": per_image + decode_each,
-                    "batch_size": len(lead), "batch_index": i,
-                })
-            yield out
+        result = fn(part)
+        times.append(time.perf_counter() - t0)
+        return result
+
+    chunks = run_split_on_oom(timed, items)
+    return [(part, result, t) for (part, result), t in zip(chunks, times)]
+
+
+def _item(cell: Cell, array, model: LoadedModel, sampler, vae_source: str, vae_hash: str, **facts) -> dict:
+    text = a1111_parameters(
+        prompt=cell.prompt, negative_prompt=cell.negative_prompt, steps=cell.steps, sampler=cell.sampler,
+        cfg=cell.cfg, seed=cell.seed, width=cell.width, height=cell.height, model=cell.model.name,
+        model_hash=model.hash, vae=cell.vae.name, vae_hash=vae_hash, clip_skip=cell.clip_skip)
+    return {"cell": cell, "image": png_with_parameters(array, text), "array": array,
+            "model_source": model.source, "model_hash": model.hash, "vae_source": vae_source,
+            "vae_hash": vae_hash, "scheduler": sampler.describe(), **facts}

@@ -10,7 +10,9 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from .batching import auto_batch_size
 from .clipscore import ClipScorer
+from .dryrun import format_summary, summary
 from .grid import build_grids
 from .models import ModelCache
 from .plan import AXES, Plan, grid_axes, make_plan
@@ -42,6 +44,13 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
+def resolve_batch_size(plan: Plan, device: torch.device) -> int:
+    if plan.run["batch_size"] != "auto":
+        return int(plan.run["batch_size"])
+    largest = max(plan.cells, key=lambda c: c.width * c.height)
+    return auto_batch_size(device, largest.width, largest.height)
+
+
 def versions() -> dict:
     import diffusers
     import transformers
@@ -64,6 +73,7 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
         "negative_prompt": cell.negative_prompt, "width": cell.width, "height": cell.height,
         "image_path": image_path, "clip_score": clip_score, "clip_model": scorer_source,
         "seconds": item["seconds"], "batch_size": item["batch_size"], "batch_index": item["batch_index"],
+        "batch_id": item["batch_id"],
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), **versions(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -80,10 +90,13 @@ def render_plan(plan: Plan, store: Store, log=print) -> int:
     quiet_libraries()
     device = resolve_device(plan.run["device"])
     dtype = resolve_dtype(plan.run["dtype"], device)
+    batch_size = resolve_batch_size(plan, device)
+    options = {"channels_last": device.type == "cuda" and plan.run["channels_last"],
+               "compile": device.type == "cuda" and plan.run["compile"]}
     scorer = ClipScorer(plan.scorer["source"], device) if plan.scorer["enabled"] else None
     cache = ModelCache(plan.run["max_resident_models"])
     bar = tqdm(total=len(todo), unit="img", desc=plan.name, disable=not plan.run["progress"], file=sys.stderr)
-    for items in render(todo, cache, batch_size=plan.run["batch_size"], device=device, dtype=dtype):
+    for items in render(todo, cache, batch_size=batch_size, device=device, dtype=dtype, options=options):
         scores = (scorer.score([i["array"] for i in items], [i["cell"].prompt for i in items])
                   if scorer else [float("nan")] * len(items))
         rows = []
@@ -118,6 +131,12 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
     """Plan (failing before anything loads or any file changes), render, store, and grid."""
     plan = make_plan(cfgs, override_keys, check_grid=not single_job_of_multirun)
     store = Store(plan.folder)
+    if plan.dry_run:
+        history = store.load_rows()
+        s = summary(plan, set(history.image_id) if not history.empty else set(), history,
+                    resolve_batch_size(plan, resolve_device(plan.run["device"])))
+        log(format_summary(plan, s))
+        return {"folder": store.folder, "rendered": 0, "grids": [], "cells": len(plan.cells), "summary": s}
     with store.lock():
         store.save_config(plan.configs)
         rendered = render_plan(plan, store, log)

@@ -1,0 +1,227 @@
+"""Benchmark: the sdexp sweep engine against a naive loop of one diffusers pipeline call per image.
+
+Reference grid: 3 VAEs x 2 clip skips x 3 CFG scales x 4 seeds x 2 prompts (144 images), Euler a.
+Both run in this one process, side by side. Prints images/s, UNet evaluations (samples through
+the UNet) and peak memory of each, the bare batched UNet loop doing sdexp's UNet evaluations, and
+as its last line `speedup_vs_naive=<ratio>`.
+
+    python benchmarks/sweep_vs_naive.py                      # tiny model, CPU
+    python benchmarks/sweep_vs_naive.py --full-size --device cuda --dtype float16 --size 512 --steps 20
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from sdexp import tiny
+from sdexp.denoise import decode
+from sdexp.encode import encode_prompts
+from sdexp.models import ModelCache, ModelSpec, VaeSpec, load_model, load_vae
+from sdexp.plan import Cell, Plan
+from sdexp.render import plan_batches
+from sdexp.samplers import build_scheduler, get_sampler
+from sdexp.store import Store
+from sdexp.sweep import quiet_libraries, render_plan
+
+PROMPTS = ["a portrait photo of an old fisherman, dramatic lighting", "a watercolor painting of a mountain lake"]
+NEGATIVE = "blurry, low quality"
+CFGS = (3.0, 5.0, 7.0)
+CLIP_SKIPS = (1, 2)
+SEEDS = (0, 1, 2, 3)
+
+
+class UnetCounter:
+    """Counts UNet calls and samples (batch rows) through a forward pre-hook."""
+
+    def __init__(self, unet):
+        self.calls = self.samples = 0
+        self.handle = unet.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        self.calls += 1
+        self.samples += args[0].shape[0]
+
+
+class PeakMemory:
+    """Peak CUDA memory allocated, or peak process RSS sampled every 10 ms on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        page = 4096
+        while not self._stop.is_set():
+            rss = int(Path("/proc/self/statm").read_text().split()[1]) * page
+            self.peak = max(self.peak, rss)
+            time.sleep(0.01)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+
+    def __str__(self):
+        kind = "allocated" if self.device.type == "cuda" else "process RSS"
+        return f"{self.peak / 2**20:.0f} MiB ({kind})"
+
+
+def full_size_folder(dtype: torch.dtype) -> Path:
+    """A full-size SD1.5 architecture with random weights, saved once as a diffusers folder."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from sdexp.single_file import skeleton_folder
+
+    folder = tiny.cache_root() / "bench-sd15-random"
+    if (folder / "model_index.json").exists():
+        return folder
+    skel = skeleton_folder("sd15")
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(skel / "unet"))
+    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(skel / "vae"))
+    text = CLIPTextModel(CLIPTextConfig.from_pretrained(skel / "text_encoder"))
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tiny.tiny_model_folder(), unet=unet, vae=vae, text_encoder=text,
+        tokenizer=CLIPTokenizer.from_pretrained(skel / "tokenizer"), safety_checker=None,
+        requires_safety_checker=False)
+    pipe.to(dtype=dtype).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def cells(model: ModelSpec, vaes: list[VaeSpec], steps: int, size: int) -> list[Cell]:
+    return [Cell(model, vae, "Euler a", steps, cfg, cs, seed, prompt, NEGATIVE, size, size)
+            for vae, cs, cfg, seed, prompt in itertools.product(vaes, CLIP_SKIPS, CFGS, SEEDS, PROMPTS)]
+
+
+def naive(cells_: list[Cell], device, dtype, out: Path) -> dict:
+    """One StableDiffusionPipeline call per image, as AUTOMATIC1111's X/Y/Z plot renders each cell."""
+    from diffusers import StableDiffusionPipeline
+
+    model = load_model(cells_[0].model, device, dtype)
+    vaes = {spec: load_vae(spec, model)[0] for spec in dict.fromkeys(c.vae for c in cells_)}
+    pipe = StableDiffusionPipeline(vae=model.vae, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
+                                   unet=model.unet, scheduler=build_scheduler(get_sampler("euler_a"),
+                                                                              model.scheduler_config),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    counter = UnetCounter(model.unet)
+    t0 = time.perf_counter()
+    for i, c in enumerate(cells_):
+        pipe.vae = vaes[c.vae]
+        # clip skip via our own embeddings: diffusers 0.42.1 + transformers 5 fails on clip_skip=
+        cond = encode_prompts(model.tokenizer, model.text_encoder, [c.prompt], c.clip_skip)
+        uncond = encode_prompts(model.tokenizer, model.text_encoder, [c.negative_prompt], c.clip_skip)
+        image = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=c.steps,
+                     guidance_scale=c.cfg, generator=torch.Generator("cpu").manual_seed(c.seed),
+                     height=c.height, width=c.width).images[0]
+        image.save(out / f"{i}.png")
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    counter.handle.remove()
+    return {"seconds": seconds, "unet_calls": counter.calls, "unet_samples": counter.samples}
+
+
+def sdexp_sweep(cells_: list[Cell], device, dtype, out: Path, batch_size: int) -> dict:
+    """The sdexp engine: plan, shared encodings and latents, batched denoise, store rows and PNGs."""
+    plan = Plan(cells=cells_, folder=out, name="bench", swept=[], grid={}, scorer={"enabled": False},
+                run={"device": str(device), "dtype": str(dtype).replace("torch.", ""), "batch_size": batch_size,
+                     "max_resident_models": 1, "progress": False, "channels_last": True, "compile": False})
+    from diffusers import UNet2DConditionModel
+
+    samples = {"calls": 0, "samples": 0}
+
+    def count(module, args):   # the engine loads its own model: count through a global hook
+        if isinstance(module, UNet2DConditionModel):
+            samples["calls"] += 1
+            samples["samples"] += args[0].shape[0]
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(count)
+    try:
+        t0 = time.perf_counter()
+        store = Store(out)
+        with store.lock():
+            render_plan(plan, store, log=lambda *a: None)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+    finally:
+        handle.remove()
+    return {"seconds": seconds, "unet_calls": samples["calls"], "unet_samples": samples["samples"]}
+
+
+@torch.no_grad()
+def bare_unet_loop(cells_: list[Cell], device, dtype, batch_size: int) -> float:
+    """The same UNet evaluations as sdexp's batches, with nothing else: the throughput ceiling."""
+    model = load_model(cells_[0].model, device, dtype, channels_last=device.type == "cuda")
+    hidden = model.text_encoder.config.hidden_size
+    t0 = time.perf_counter()
+    for batch in plan_batches(cells_, batch_size):
+        lead = batch.lead
+        n = len(lead) * (2 if lead[0].cfg > 1 else 1)
+        x = torch.randn(n, 4, lead[0].height // 8, lead[0].width // 8, device=device, dtype=dtype)
+        emb = torch.randn(n, 77, hidden, device=device, dtype=dtype)
+        for t in range(lead[0].steps):
+            model.unet(x, 999 - t * 50, encoder_hidden_states=emb, return_dict=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--full-size", action="store_true", help="SD1.5 architecture, random weights")
+    args = ap.parse_args()
+    quiet_libraries()
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    source = str(full_size_folder(dtype)) if args.full_size else "tiny"
+    model = ModelSpec("sd15-random" if args.full_size else "tiny", source)
+    vaes = [VaeSpec("Automatic", None), VaeSpec("tiny", "tiny"), VaeSpec("tiny_alt", "tiny_alt")]
+    if args.full_size:   # three VAEs of the full-size architecture: the model's own, twice more by folder
+        vaes = [VaeSpec("Automatic", None), VaeSpec("vae-a", f"{source}/vae"), VaeSpec("vae-b", f"{source}/vae/")]
+    grid = cells(model, vaes, args.steps, args.size)
+    print(f"grid: {len(grid)} images = 3 VAEs x 2 clip skips x 3 CFG x 4 seeds x 2 prompts; "
+          f"{args.steps} steps, {args.size}x{args.size}, Euler a, {device}, {args.dtype}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fn in (("naive", lambda out: naive(grid, device, dtype, out)),
+                         ("sdexp", lambda out: sdexp_sweep(grid, device, dtype, out, args.batch_size))):
+            out = Path(tmp) / name
+            out.mkdir()
+            with PeakMemory(device) as mem:
+                r = fn(out)
+            r["memory"] = str(mem)
+            results[name] = r
+            print(f"{name:6s} {len(grid) / r['seconds']:8.2f} images/s  {r['seconds']:7.1f} s  "
+                  f"UNet calls {r['unet_calls']:5d}  UNet evaluations (samples) {r['unet_samples']:6d}  "
+                  f"peak memory {r['memory']}")
+    bare = bare_unet_loop(grid, device, dtype, args.batch_size)
+    print(f"bare batched UNet loop (sdexp's UNet evaluations, nothing else): {bare:.1f} s; "
+          f"sdexp throughput = {bare / results['sdexp']['seconds']:.2f} of it")
+    print(f"speedup_vs_naive={results['naive']['seconds'] / results['sdexp']['seconds']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The dry run: what a sweep would do (cells, work units, UNet evaluations, decodes, time), rendering nothing."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from .plan import Cell, Plan
+from .render import plan_batches
+from .samplers import build_scheduler, get_sampler
+
+SD15_SCHEDULER = Path(__file__).parent / "skeletons" / "sd15" / "scheduler" / "scheduler_config.json"
+
+
+@lru_cache(maxsize=None)
+def unet_calls(sampler: str, steps: int) -> int:
+    """UNet calls of one denoise (Heun and DPM2 call it about twice a step), from the SD1 schedule."""
+    scheduler = build_scheduler(get_sampler(sampler), json.loads(SD15_SCHEDULER.read_text()), [0])
+    scheduler.set_timesteps(steps)
+    return len(scheduler.timesteps)
+
+
+def unet_evaluations(cell: Cell) -> int:
+    """UNet sample-evaluations of one trajectory: calls x 2 with classifier-free guidance."""
+    return unet_calls(cell.sampler, cell.steps) * (2 if cell.cfg > 1 else 1)
+
+
+def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int) -> dict:
+    todo = [c for c in plan.cells if c.image_id not in stored]
+    trajectories = list(dict.fromkeys(c.trajectory for c in todo))
+    leads = {c.trajectory: c for c in todo}
+    evaluations = sum(unet_evaluations(leads[t]) for t in trajectories)
+    encodings = {(c.model, text, c.clip_skip) for c in todo
+                 for text in ([c.prompt, c.negative_prompt] if c.cfg > 1 else [c.prompt])}
+    return {
+        "cells": len(plan.cells), "stored": len(plan.cells) - len(todo), "to_render": len(todo),
+        "models": len({c.model for c in todo}), "prompt_encodings": len(encodings),
+        "trajectories": len(trajectories), "batches": len(plan_batches(todo, batch_size)),
+        "unet_evaluations": evaluations,
+        "unet_evaluations_per_cell_loop": sum(unet_evaluations(c) for c in todo),
+        "vae_decodes": len(todo), "estimate_seconds": estimate(todo, history),
+    }
+
+
+TRAJECTORY_COLUMNS = ["model", "sampler", "steps", "cfg", "clip_skip", "seed", "prompt", "negative_prompt",
+                      "width", "height"]
+
+
+def estimate(todo: list[Cell], history: pd.DataFrame) -> float | None:
+    """Seconds to render, at the rate (seconds per UNet evaluation) of stored rows of the same models
+    and sizes; None where there is no such row."""
+    if not todo:
+        return 0.0
+    keys = {(c.model.name, c.width, c.height) for c in todo}
+    if history.empty:
+        return None
+    same = history[[k in keys for k in zip(history.model, history.width, history.height)]]
+    if same.empty:
+        return None
+    runs = same.drop_duplicates(TRAJECTORY_COLUMNS)
+    evaluations = sum(unet_calls(r.sampler, int(r.steps)) * (2 if r.cfg > 1 else 1) for r in runs.itertuples())
+    leads = {c.trajectory: c for c in todo}
+    return float(same.seconds.sum()) / evaluations * sum(unet_evaluations(c) for c in leads.values())
+
+
+def format_summary(plan: Plan, s: dict) -> str:
+    eta = "unknown (no stored rows of this model and size to time from)" if s["estimate_seconds"] is None \
+        else f"about {s['estimate_seconds']:.0f} s (from stored timings of this model and size)"
+    saved = s["unet_evaluations_per_cell_loop"] / max(1, s["unet_evaluations"])
+    lines = [
+        f"sdexp plan: {plan.name} -> {plan.folder}",
+        f"  images (cells x prompts x seeds)  {s['cells']}",
+        f"  already stored                    {s['stored']}",
+        f"  to render                         {s['to_render']}",
+        f"  models to load                    {s['models']}",
+        f"  prompt encodings                  {s['prompt_encodings']}",
+        f"  denoise trajectories              {s['trajectories']}",
+        f"  batches                           {s['batches']}",
+        f"  UNet evaluations                  {s['unet_evaluations']} "
+        f"({saved:.1f}x fewer than one render per image)",
+        f"  VAE decodes                       {s['vae_decodes']}",
+        f"  grid                              x={plan.grid['x']} y={plan.grid['y']} z={plan.grid['z']}",
+        f"  estimate                          {eta}",
+    ]
+    return "\n".join(lines)

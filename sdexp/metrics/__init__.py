@@ -1,0 +1,1 @@
+"""Metrics: a registry of what each metric is, and their implementations."""

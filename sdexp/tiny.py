@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"
 TINY_VAES = ("tiny", "tiny_alt")
 TEXT_LAYERS = 12
 _VAE_SEEDS = {"tiny": 2, "tiny_alt": 3}
@@ -105,6 +105,7 @@ def make_pipeline(tokenizer_folder: Path):
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
         steps_offset=1, skip_prk_steps=True, set_alpha_to_one=False,
     )
+    scheduler.register_to_config(clip_sample=False)  # as in SD1.5's config; DDIM reads it
     return StableDiffusionPipeline(
         vae=make_vae("tiny"), text_encoder=text_encoder, tokenizer=make_tokenizer(tokenizer_folder),
         unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,

@@ -113,3 +113,19 @@ def test_dry_run_counts_work_and_renders_nothing(compose_cfg, tmp_path):
     again = run_sweep(cfgs, ["vae", "cfg"], log=lambda *a: None)["summary"]
     assert again["stored"] == 4 and again["to_render"] == 12
     assert again["estimate_seconds"] is not None and again["estimate_seconds"] > 0
+
+
+def test_vae_from_a_single_file_and_a_folder_decode_like_the_builtin(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from sdexp.single_file import save_original_vae
+
+    path = tmp_path / "alt.safetensors"
+    save_original_vae(AutoencoderKL.from_pretrained(tiny.tiny_vae_folder("tiny_alt")), path)
+    specs = [ALT, VaeSpec("alt-file", str(path), skeleton=str(tiny.tiny_model_folder())),
+             VaeSpec("alt-folder", str(tiny.tiny_vae_folder("tiny_alt")))]
+    items = [i for b in render([cell(vae=v) for v in specs], ModelCache(1), batch_size=8, device=CPU, dtype=F32)
+             for i in b]
+    assert len(items) == 3
+    assert all(np.array_equal(items[0]["array"], i["array"]) for i in items[1:])
+    assert items[1]["vae_source"] == str(path.resolve())

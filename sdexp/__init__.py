@@ -9,4 +9,19 @@ def load_rows(folder):
     return _load_rows(folder)
 
 
-__all__ = ["__version__", "load_rows"]
+def load_groups(folder):
+    """The group metrics of a stored sweep (FID, KID, mean CLIP score with intervals, paired differences),
+    one row per group, metric and statistic, as a pandas DataFrame (README, "Metrics")."""
+    from .metrics.tables import load_groups as _load_groups
+
+    return _load_groups(folder)
+
+
+def load_image_metrics(folder):
+    """Per-image metric values `sdexp score` stored (image_id, metric, scorer, value, ...), long format."""
+    from .metrics.tables import load_image_metrics as _load_image_metrics
+
+    return _load_image_metrics(folder)
+
+
+__all__ = ["__version__", "load_rows", "load_groups", "load_image_metrics"]

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from .hydra_setup import register_all
 from .paths import CONF_DIR
-from .plan import ConfigError
+from .axes import ConfigError
 
 
 def fail(message: str) -> None:
@@ -36,6 +36,8 @@ def app(cfg: DictConfig) -> dict:
 
 SUBCOMMANDS = {
     # name: (module, function) taking the remaining argv; each rereads a stored sweep
+    "report": ("sdexp.report", "main"),
+    "score": ("sdexp.score", "main"),
 }
 
 

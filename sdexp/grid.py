@@ -15,6 +15,10 @@ Layout of one grid (all sizes in pixels, derived from the cell size):
 
 `xyz_layout` returns that geometry (`Layout.cell_box` gives each image's box), and
 `draw_xyz` / `draw_grid` draw exactly it, so callers and tests can locate every cell.
+
+`render_grids` builds grids from stored rows: one file per combination of the other swept
+axes; a cell shows its first seed or all of them as a strip (each captioned "Seed: N"), then
+optionally a metric line ("CLIP 31.2 +/- 0.8"); a grid over `max_pixels` is split into pages.
 """
 from __future__ import annotations
 
@@ -62,6 +66,8 @@ BACKGROUND = (255, 255, 255)
 MISSING = (224, 224, 224)    # cells with no image
 TEXT = (0, 0, 0)
 MAX_NAME = 120               # file-name stem length before truncation + hash
+DEFAULT_MAX_PIXELS = 32_000_000  # larger grids are split into pages (Pillow warns at 89 MP)
+STRIP_SHARE = 4              # a seed strip (seed="all") holds at most max_pixels / 4 of images
 
 
 # ---------------------------------------------------------------- labels and text
@@ -258,23 +264,34 @@ def xyz_layout(images: dict, x_values, y_values, z_values, x_axis, y_axis, z_axi
     """The exact layout draw_xyz uses for these arguments."""
     if not images:
         raise ValueError("no images to draw")
-    if x_values is None or len(x_values) == 0:
-        raise ValueError("x_values is empty")
     cell_w = max(im.width for im in images.values())
     cell_h = max(im.height for im in images.values())
+    return grid_layout((cell_w, cell_h), x_values, y_values, z_values, x_axis, y_axis, z_axis, title)
+
+
+def grid_layout(cell_size: tuple[int, int], x_values, y_values, z_values, x_axis, y_axis, z_axis,
+                title: str | None = None) -> Layout:
+    """The layout of a grid of cell_size cells with these axis values (labels formatted here)."""
+    if x_values is None or len(x_values) == 0:
+        raise ValueError("x_values is empty")
     x_labels = [axis_label(x_axis, v) for v in x_values]
     y_labels = [axis_label(y_axis, v) for v in _values(y_values)] if y_axis else None
     z_labels = [axis_label(z_axis, v) for v in _values(z_values)] if z_axis else None
-    return layout((cell_w, cell_h), x_labels, y_labels, z_labels, title)
+    return layout(cell_size, x_labels, y_labels, z_labels, title)
 
 
 # ---------------------------------------------------------------- drawing
 
 def draw_xyz(images: dict, x_values, y_values, z_values, x_axis: str, y_axis: str | None,
-             z_axis: str | None, title: str | None = None) -> Image.Image:
+             z_axis: str | None, title: str | None = None,
+             cell_size: tuple[int, int] | None = None) -> Image.Image:
     """One labelled sub-grid per Z value, side by side. Keys are (x, y, z); y/z are None
-    when that axis is None. Missing keys are drawn as light grey cells."""
-    lay = xyz_layout(images, x_values, y_values, z_values, x_axis, y_axis, z_axis, title)
+    when that axis is None. Missing keys are drawn as light grey cells. Cells are as large as
+    the largest image, or `cell_size` when given (images are centred in their cell)."""
+    if cell_size is None:
+        lay = xyz_layout(images, x_values, y_values, z_values, x_axis, y_axis, z_axis, title)
+    else:
+        lay = grid_layout(cell_size, x_values, y_values, z_values, x_axis, y_axis, z_axis, title)
     ys, zs = _values(y_values) if y_axis else [None], _values(z_values) if z_axis else [None]
     canvas = Image.new("RGB", lay.size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
@@ -316,23 +333,44 @@ def draw_grid(images: dict, x_values, y_values, x_axis: str, y_axis: str | None,
     return draw_xyz(images3, x_values, y_values, None, x_axis, y_axis, None, title)
 
 
-def caption(image: Image.Image, text: str) -> Image.Image:
-    """The image with a small line of text in a white strip underneath."""
-    fs = max(MIN_CAPTION_SIZE, (image.width + image.height) // CAPTION_DIVISOR)
+def _caption_geometry(width: int, height: int, text: str, ref: tuple[int, int] | None = None):
+    fs = max(MIN_CAPTION_SIZE, sum(ref or (width, height)) // CAPTION_DIVISOR)
     fnt = font(fs)
     pad = max(2, fs // PAD_DIVISOR)
     spacing = max(2, fs // SPACING_DIVISOR)
-    lines = wrap_text(text, fnt, image.width - 2 * pad)
-    out = Image.new("RGB", (image.width, image.height + _block_height(len(lines), fnt, spacing)
-                            + 2 * pad), BACKGROUND)
+    lines = wrap_text(text, fnt, width - 2 * pad)
+    return fnt, pad, spacing, lines, _block_height(len(lines), fnt, spacing) + 2 * pad
+
+
+def caption_height(width: int, height: int, text: str, ref: tuple[int, int] | None = None) -> int:
+    """Height of the strip caption() adds under a width x height image."""
+    return _caption_geometry(width, height, text, ref)[-1]
+
+
+def caption(image: Image.Image, text: str, ref: tuple[int, int] | None = None) -> Image.Image:
+    """The image with a small line of text in a white strip underneath; the font follows the
+    image's size, or `ref`'s (one image of a strip) when given."""
+    fnt, pad, spacing, lines, strip = _caption_geometry(image.width, image.height, text, ref)
+    out = Image.new("RGB", (image.width, image.height + strip), BACKGROUND)
     out.paste(image.convert("RGB"), (0, 0))
     _draw_block(ImageDraw.Draw(out), lines, fnt, image.width / 2, image.height + pad, spacing)
     return out
 
 
+def hstack(images: list[Image.Image]) -> Image.Image:
+    """Images side by side, top-aligned, on the background colour."""
+    out = Image.new("RGB", (sum(im.width for im in images), max(im.height for im in images)), BACKGROUND)
+    left = 0
+    for im in images:
+        out.paste(im.convert("RGB"), (left, 0))
+        left += im.width
+    return out
+
+
 # ---------------------------------------------------------------- building from rows
 
-def _norm(v):
+def plain_value(v):
+    """A numpy scalar as a Python one; NaN as None."""
     if v is None:
         return None
     if hasattr(v, "item") and not isinstance(v, (str, bytes)):
@@ -344,7 +382,7 @@ def _norm(v):
 
 def ordered_values(values) -> list:
     """Distinct values: numeric ones sorted, others by first appearance; None last."""
-    distinct = list(dict.fromkeys(_norm(v) for v in values))
+    distinct = list(dict.fromkeys(plain_value(v) for v in values))
     present = [v for v in distinct if v is not None]
     tail = [None] if None in distinct else []
     if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in present):
@@ -383,13 +421,41 @@ def _save_atomic(image: Image.Image, path: Path) -> None:
         raise
 
 
-def build_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str | None = None,
-                z: str | None = None, seed="first") -> list[Path]:
-    """Write one PNG grid per combination of the other varying axes; return their paths.
+@dataclass(frozen=True)
+class GridPage:
+    """One written grid file: a combination of the other swept axes, maybe one page of several."""
+    path: Path
+    title: str | None            # the combination of the other axes ("Clip skip: 2, Prompt: ..."), no page
+    combo: tuple                 # ((axis, value), ...) of the other swept axes
+    axes: tuple                  # (x, y, z), None where absent
+    page: int = 1
+    pages: int = 1
 
-    Each cell shows one image: of the smallest seed in that cell (seed="first") or of the
-    given seed (an int; cells without it stay blank), captioned "Seed: N" unless seed is
-    itself an axis.
+
+SEED_CHOICES = "'first', 'all' (every seed of a cell, side by side) or an int seed"
+
+
+def build_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str | None = None,
+                z: str | None = None, seed="first", metric=None, groups: pd.DataFrame | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Path]:
+    """Write the grids (see render_grids) and return their paths."""
+    return [g.path for g in render_grids(rows, root, out_dir, x, y, z, seed=seed, metric=metric,
+                                         groups=groups, max_pixels=max_pixels)]
+
+
+def render_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str | None = None,
+                 z: str | None = None, seed="first", metric=None, groups: pd.DataFrame | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> list[GridPage]:
+    """Write one PNG grid per combination of the other varying axes.
+
+    seed: what a cell shows: the image of its smallest seed ("first"), of a given seed (an int;
+    cells without it stay blank), or of every seed side by side ("all": a strip, at most
+    max_pixels / STRIP_SHARE pixels long), each captioned "Seed: N" unless seed is an axis.
+    metric: a metric name (sdexp.metrics.registry) written under each cell, e.g.
+    "CLIP 31.2 +/- 0.8" (mean over the cell's images and half its 95% interval); per-group
+    metrics come from `groups`. Nothing is written when the metric has no value in any cell.
+    max_pixels: a grid larger than this is split into pages (whole Z sub-grids, else row
+    blocks, else column blocks) instead of written as one huge file.
     """
     for key, axis in (("x", x), ("y", y), ("z", z)):
         if axis is not None or key == "x":
@@ -398,9 +464,15 @@ def build_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str | 
     if len(set(axes)) != len(axes):
         raise ValueError(f"x, y and z must be different axes, got x={x!r}, y={y!r}, z={z!r}")
     seed_is_int = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
-    if not (seed == "first" or seed_is_int) or (seed_is_int and "seed" in axes):
-        raise ValueError(f"seed={seed!r} is not valid; valid choices: 'first' or an int seed"
+    if not (seed in ("first", "all") or seed_is_int) or (seed_is_int and "seed" in axes):
+        raise ValueError(f"seed={seed!r} is not valid; valid choices: {SEED_CHOICES}"
                          + (" (an int only when seed is not an axis)" if "seed" in axes else ""))
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral) or max_pixels < 1:
+        raise ValueError(f"max_pixels={max_pixels!r} is not valid; valid: an integer >= 1")
+    info = None
+    if metric is not None:
+        from .estimates import metric_info
+        info = metric_info(metric)
     if rows.empty:
         return []
     root, out_dir = Path(root), Path(out_dir)
@@ -408,56 +480,154 @@ def build_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str | 
     extra = [a for a in AXIS_LABELS if a in rows.columns and a not in axes and a != "seed"
              and rows[a].nunique(dropna=False) > 1]
     order = {a: ordered_values(rows[a]) for a in axes + extra}
-    records = [{k: _norm(v) for k, v in r.items()} for r in rows.to_dict("records")]
+    records = [{k: plain_value(v) for k, v in r.items()} for r in rows.to_dict("records")]
 
-    groups: dict[tuple, list[dict]] = {}
+    groups_by: dict[tuple, list[dict]] = {}
     for rec in records:
-        groups.setdefault(tuple(rec[a] for a in extra), []).append(rec)
-    combos = [c for c in itertools.product(*(order[a] for a in extra)) if c in groups]
+        groups_by.setdefault(tuple(rec[a] for a in extra), []).append(rec)
+    combos = [c for c in itertools.product(*(order[a] for a in extra)) if c in groups_by]
 
     xs = order[x]
     ys = order[y] if y else [None]
     zs = order[z] if z else [None]
     captioned = "seed" not in axes and "seed" in rows.columns
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    out: list[GridPage] = []
     for combo, name in zip(combos, _names(x, y, z, extra, combos)):
         cells: dict[tuple, list[dict]] = {}
-        for rec in groups[combo]:
+        for rec in groups_by[combo]:
             if rec.get("image_path") is None:
                 continue
             key = (rec[x], rec[y] if y else None, rec[z] if z else None)
             cells.setdefault(key, []).append(rec)
-        images = {}
+        texts = _metric_texts(cells, info, groups, dict(zip(extra, combo)), (x, y, z))
+        plans = {}
         for key, recs in cells.items():
-            rec = _pick(recs, seed, "seed" not in axes)
-            if rec is None:
-                continue
-            with Image.open(root / rec["image_path"]) as im:
-                img = im.convert("RGB")
-            if captioned and rec.get("seed") is not None:
-                img = caption(img, axis_label("seed", rec["seed"]))
-            images[key] = img
+            chosen = _chosen(recs, seed, "seed" not in axes)
+            if chosen:
+                plans[key] = _CellPlan(root, chosen, captioned, texts.get(key), len(recs), max_pixels)
         title = ", ".join(axis_label(a, v) for a, v in zip(extra, combo)) or None
-        path = out_dir / name
-        if images:
-            _save_atomic(draw_xyz(images, xs, ys if y else None, zs if z else None,
-                                  x, y, z, title), path)
-        else:  # the chosen seed is in no cell of this combination
-            _save_atomic(_empty_grid(xs, ys, zs, x, y, z, title), path)
-        paths.append(path)
-    return paths
+        cell_size = (max(p.size[0] for p in plans.values()), max(p.size[1] for p in plans.values())) \
+            if plans else (64, 64)
+        pages = split_pages(cell_size, xs, ys, zs, x, y, z, title, max_pixels)
+        stem = name[:-len(".png")]
+        for i, (px, py, pz) in enumerate(pages, 1):
+            many = len(pages) > 1
+            path = out_dir / (f"{stem}-page-{i}-of-{len(pages)}.png" if many else name)
+            page_title = _page_title(title, i, len(pages)) if many else title
+            images = {k: plans[k].draw() for k in itertools.product(px, py, pz) if k in plans}
+            _save_atomic(draw_xyz(images, px, py if y else None, pz if z else None, x, y, z,
+                                  page_title, cell_size=cell_size), path)
+            out.append(GridPage(path, title, tuple(zip(extra, combo)), (x, y, z), i, len(pages)))
+    return out
 
 
-def _pick(recs: list[dict], seed, choose: bool) -> dict | None:
+def _page_title(title: str | None, page: int, pages: int) -> str:
+    return (f"{title} " if title else "") + f"(page {page}/{pages})"
+
+
+def _chosen(recs: list[dict], seed, choose: bool) -> list[dict]:
+    """The records a cell shows, in seed order."""
     if not choose or "seed" not in recs[0]:
-        return recs[0]
+        return recs[:1]
+    with_seed = sorted((r for r in recs if r["seed"] is not None), key=lambda r: r["seed"])
     if seed == "first":
-        with_seed = [r for r in recs if r["seed"] is not None]
-        return min(with_seed, key=lambda r: r["seed"]) if with_seed else recs[0]
-    return next((r for r in recs if r["seed"] == seed), None)
+        return with_seed[:1] or recs[:1]
+    if seed == "all":
+        return with_seed or recs[:1]
+    return [r for r in recs if r["seed"] == seed][:1]
 
 
-def _empty_grid(xs, ys, zs, x, y, z, title) -> Image.Image:
-    blank = {(xs[0], ys[0], zs[0]): Image.new("RGB", (64, 64), MISSING)}
-    return draw_xyz(blank, xs, ys if y else None, zs if z else None, x, y, z, title)
+def _metric_texts(cells: dict, info, groups, combo: dict, axes: tuple) -> dict:
+    """The caption of each cell for this metric; empty when no cell has a value."""
+    if info is None:
+        return {}
+    from .estimates import estimate, format_estimate
+
+    ests = {}
+    for key, recs in cells.items():
+        where = {**combo, **{a: v for a, v in zip(axes, key) if a is not None}}
+        ests[key] = estimate(info, recs, where, groups)
+    if all(e is None for e in ests.values()):
+        return {}
+    return {key: format_estimate(info, e) for key, e in ests.items()}
+
+
+class _CellPlan:
+    """What one cell shows: its images (with seed captions) side by side, then the metric line.
+    The size is known before any pixel is read, so pages are planned without loading images."""
+
+    def __init__(self, root: Path, recs: list[dict], seed_captions: bool, metric_text: str | None,
+                 n_images: int, max_pixels: int):
+        self.root = root
+        sizes = []
+        for rec in recs:
+            with Image.open(root / rec["image_path"]) as im:
+                sizes.append(im.size)
+        w, h = max(s[0] for s in sizes), max(s[1] for s in sizes)
+        keep = max(1, max_pixels // (STRIP_SHARE * w * h))     # strip guard
+        self.recs, self.sizes = recs[:keep], sizes[:keep]
+        self.seed_captions = seed_captions and all(r.get("seed") is not None for r in self.recs)
+        lines = [metric_text] if metric_text else []
+        if len(recs) > keep:
+            lines.append(f"first {keep} of {len(recs)} seeds")
+        self.footer = "\n".join(lines) or None
+        self.ref = (w, h)
+        width = sum(s[0] for s in self.sizes)
+        height = max(s[1] + (caption_height(s[0], s[1], axis_label("seed", r["seed"]))
+                             if self.seed_captions else 0) for s, r in zip(self.sizes, self.recs))
+        if self.footer:
+            height += caption_height(width, height, self.footer, self.ref)
+        self.size = (width, height)
+
+    def draw(self) -> Image.Image:
+        parts = []
+        for rec in self.recs:
+            with Image.open(self.root / rec["image_path"]) as im:
+                img = im.convert("RGB")
+            if self.seed_captions:
+                img = caption(img, axis_label("seed", rec["seed"]))
+            parts.append(img)
+        img = parts[0] if len(parts) == 1 else hstack(parts)
+        if self.footer:
+            img = caption(img, self.footer, self.ref)
+        return img
+
+
+def split_pages(cell_size: tuple[int, int], xs: list, ys: list, zs: list, x: str, y: str | None,
+                z: str | None, title: str | None, max_pixels: int) -> list[tuple[list, list, list]]:
+    """(xs, ys, zs) of each page so that no page exceeds max_pixels: the whole grid when it fits,
+    else as many whole Z sub-grids per page as fit, else blocks of rows of one sub-grid, else
+    blocks of columns of one row. A single cell larger than max_pixels still gets its own page."""
+
+    def area(px, py, pz, t):
+        w, h = grid_layout(cell_size, px, py if y else None, pz if z else None, x, y, z, t).size
+        return w * h
+
+    if area(xs, ys, zs, title) <= max_pixels:
+        return [(xs, ys, zs)]
+    digits = "8" * len(str(len(xs) * len(ys) * len(zs)))
+    worst = (f"{title} " if title else "") + f"(page {digits}/{digits})"  # the widest page title
+
+    def fits(px, py, pz):
+        return area(px, py, pz, worst) <= max_pixels
+
+    def chunks(values, make):
+        out, cur = [], []
+        for v in values:
+            if cur and not fits(*make(cur + [v])):
+                out.append(cur)
+                cur = []
+            cur.append(v)
+        return out + [cur]
+
+    if all(fits(xs, ys, [zv]) for zv in zs):
+        return [(xs, ys, c) for c in chunks(zs, lambda c: (xs, ys, c))]
+    pages = []
+    for zv in zs:
+        if all(fits(xs, [yv], [zv]) for yv in ys):
+            pages += [(xs, c, [zv]) for c in chunks(ys, lambda c: (xs, c, [zv]))]
+        else:
+            for yv in ys:
+                pages += [(c, [yv], [zv]) for c in chunks(xs, lambda c: (c, [yv], [zv]))]
+    return pages

@@ -14,17 +14,13 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from . import tiny
+from .axes import AXES, ConfigError, grid_axes  # noqa: F401  (re-exported)
+from .metrics.registry import METRICS
 from .models import ModelSpec, VaeSpec, classify_source, text_encoder_layers
 from .prompts import prompt_set
 from .samplers import get_sampler
 
-AXES = ("model", "vae", "sampler", "steps", "cfg", "clip_skip", "seed", "prompt", "negative_prompt",
-        "width", "height")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-class ConfigError(ValueError):
-    """Bad input, found before any model loads. The message names key, value and valid choices."""
 
 
 def digest(obj) -> str:
@@ -131,8 +127,11 @@ def check_job(cfg: DictConfig) -> list[str]:
     _check(str(cfg.name).strip() not in ("", ".", "..") and "/" not in str(cfg.name),
            f"name={cfg.name!r} must be a plain folder name", errors)
     seed_choice = cfg.grid.seed
-    _check(seed_choice == "first" or (isinstance(seed_choice, int) and not isinstance(seed_choice, bool)),
-           f"grid.seed={seed_choice!r} is not valid; valid: 'first' or a seed value", errors)
+    _check(seed_choice in ("first", "all") or (isinstance(seed_choice, int) and not isinstance(seed_choice, bool)),
+           f"grid.seed={seed_choice!r} is not valid; valid: 'first', 'all' or a seed value", errors)
+    _check(cfg.grid.metric is None or cfg.grid.metric in METRICS,
+           f"grid.metric={cfg.grid.metric!r} is not a known metric; valid: {', '.join(METRICS)} or null", errors)
+    _check(cfg.grid.max_pixels >= 1, f"grid.max_pixels={cfg.grid.max_pixels} must be >= 1", errors)
     return errors
 
 
@@ -167,25 +166,6 @@ def swept_axes(cells: list[Cell], override_keys: list[str] = ()) -> list[str]:
     varying = [a for a in AXES if len({c.axis(a) for c in cells}) > 1]
     ordered = [a for a in dict.fromkeys(axis_of_override(k) for k in override_keys) if a in varying]
     return ordered + [a for a in varying if a not in ordered]
-
-
-def grid_axes(grid, swept: list[str]) -> dict:
-    """x, y, z of the grid: given ones must be swept axes; missing ones default to swept axes."""
-    chosen = {k: grid[k] for k in ("x", "y", "z")}
-    for k, v in chosen.items():
-        if v is not None and v not in swept:
-            valid = ", ".join(swept) if swept else "none (nothing is swept)"
-            raise ConfigError(f"grid.{k}={v!r} is not a swept axis; valid: {valid}")
-    given = [v for v in chosen.values() if v is not None]
-    if len(given) != len(set(given)):
-        raise ConfigError(f"grid axes must differ; got x={chosen['x']!r}, y={chosen['y']!r}, z={chosen['z']!r}")
-    # seed is shown per cell and prompts give one grid each, unless nothing else is swept
-    free = [a for a in swept if a not in given and a not in ("seed", "prompt")]
-    free += [a for a in swept if a == "prompt" and a not in given and len(free) < 2]
-    for k in ("x", "y", "z"):
-        if chosen[k] is None and free:
-            chosen[k] = free.pop(0)
-    return {**chosen, "seed": grid["seed"]}
 
 
 def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid: bool = True) -> Plan:

@@ -20,3 +20,18 @@ def bootstrap_mean_ci(values, confidence: float = 0.95, n_boot: int = 2000, seed
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return mean, float(low), float(high)
+
+
+def paired_difference_ci(a, b, confidence: float = 0.95, n_boot: int = 2000,
+                         seed: int = 0) -> tuple[float, float, float, int]:
+    """(mean of a - b, low, high, n pairs): the paired difference of two matched samples (same seeds and
+    prompts) with the percentile-bootstrap interval of its mean, resampling pairs. Pairs with a missing
+    value on either side are dropped."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
+    d = a - b
+    d = d[~np.isnan(d)]
+    mean, low, high = bootstrap_mean_ci(d, confidence=confidence, n_boot=n_boot, seed=seed)
+    return mean, low, high, int(len(d))

@@ -1,10 +1,9 @@
-"""Run a sweep: plan -> render -> store -> score -> grids, resuming what is already stored."""
+"""Run a sweep: plan -> render -> store -> score -> grids and report, resuming what is already stored."""
 from __future__ import annotations
 
 import platform
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -13,10 +12,12 @@ from tqdm import tqdm
 from .batching import auto_batch_size
 from .clipscore import ClipScorer
 from .dryrun import format_summary, summary
-from .grid import build_grids
+from .estimates import read_groups
+from .grid import DEFAULT_MAX_PIXELS, GridPage, render_grids
 from .models import ModelCache
 from .plan import AXES, Plan, grid_axes, make_plan
 from .render import render
+from .report import build_report
 from .store import Store
 
 
@@ -109,21 +110,31 @@ def render_plan(plan: Plan, store: Store, log=print) -> int:
     return len(todo)
 
 
-def make_grids(plan: Plan, store: Store, lenient: bool = False) -> list[Path]:
-    """Grids of this plan's images; `lenient` takes the axes from the stored rows instead."""
+def plan_grid_options(plan: Plan) -> dict:
+    """The plan's grid axes and seed, with the drawing options of its config (metric, max_pixels)."""
+    stored = (plan.configs[0].get("grid") or {}) if plan.configs else {}
+    return {"metric": stored.get("metric"), "max_pixels": stored.get("max_pixels", DEFAULT_MAX_PIXELS),
+            **plan.grid}
+
+
+def make_grids(plan: Plan, store: Store, lenient: bool = False) -> tuple[dict, list[GridPage]]:
+    """Grids of this plan's images; `lenient` takes the axes from the stored rows instead.
+    Returns the options used and the grid files written."""
     rows = store.load_rows()
+    opts = plan_grid_options(plan)
     if rows.empty:
-        return []
+        return opts, []
     if lenient:
         swept = [a for a in AXES if a in rows and rows[a].nunique() > 1]
         grid = {k: (v if v in swept else None) for k, v in plan.grid.items() if k != "seed"}
-        axes = grid_axes({**grid, "seed": plan.grid["seed"]}, swept)
+        opts.update(grid_axes({**grid, "seed": plan.grid["seed"]}, swept))
     else:
         rows = rows[rows.image_id.isin({c.image_id for c in plan.cells})]
-        axes = plan.grid
-    if axes["x"] is None:
-        return []
-    return build_grids(rows, store.folder, store.grids, axes["x"], axes["y"], axes["z"], seed=axes["seed"])
+    if opts["x"] is None:
+        return opts, []
+    return opts, render_grids(rows, store.folder, store.grids, opts["x"], opts["y"], opts["z"],
+                              seed=opts["seed"], metric=opts["metric"], groups=read_groups(store.folder),
+                              max_pixels=opts["max_pixels"])
 
 
 def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_of_multirun: bool = False,
@@ -140,11 +151,16 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
     with store.lock():
         store.save_config(plan.configs)
         rendered = render_plan(plan, store, log)
-        grids = make_grids(plan, store, lenient=single_job_of_multirun)
+        opts, pages = make_grids(plan, store, lenient=single_job_of_multirun)
+        report = build_report(store.folder, grid=opts, grids=pages) if store.part_files() else None
+    grids = [g.path for g in pages]
     folder = store.folder.resolve()
     log(f"sdexp: rendered {rendered} images")
     log(f"sdexp: images  {folder / 'images'}")
     log(f"sdexp: rows    {folder / 'rows'}  (sdexp.load_rows({str(folder)!r}))")
     for g in grids:
         log(f"sdexp: grid    {g.resolve()}")
-    return {"folder": store.folder, "rendered": rendered, "grids": grids, "cells": len(plan.cells)}
+    if report:
+        log(f"sdexp: report  {report.resolve()}")
+    return {"folder": store.folder, "rendered": rendered, "grids": grids, "report": report,
+            "cells": len(plan.cells)}

@@ -22,3 +22,28 @@ def compose_cfg(tmp_path):
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+# A prompt holding HTML and script, to prove the report shows user text as text.
+EVIL_PROMPT = '<script>alert(1)</script><b>x</b>" onerror="alert(2)'
+
+
+@pytest.fixture(scope="session")
+def report_sweep(tmp_path_factory):
+    """A small sweep rendered once per session with the real engine (2 CFG x 2 seeds x 2 prompts,
+    one prompt holding HTML); the sweep builds its grids and report when it ends. Copy the
+    folder before changing it."""
+    from omegaconf import OmegaConf
+
+    from sdexp.sweep import run_sweep
+
+    register_all()
+    root = tmp_path_factory.mktemp("report") / "results"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfgs = [compose("config", overrides=[f"cfg={c}", "steps=1", "seed=[0,1]", "name=rep",
+                                             f"results_root={root}"]) for c in (3, 7)]
+    GlobalHydra.instance().clear()
+    for cfg in cfgs:
+        OmegaConf.update(cfg, "prompts.items", ["a red apple on a table", EVIL_PROMPT])
+    return run_sweep(cfgs, ["cfg"], log=lambda *a: None)

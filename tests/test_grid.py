@@ -328,3 +328,169 @@ def test_build_grids_seed_missing_from_every_cell_gives_blank_grid(tmp_path):
     with Image.open(path) as im:
         found = colours_in(im.convert("RGB"))
     assert grid.MISSING in found and not found & set(rows.colour)
+
+
+# ---------------------------------------------------------------- metrics, seed strips, pages
+
+def cell_crop(img: Image.Image, lay, xi, yi=0, zi=0) -> Image.Image:
+    return img.crop(lay.cell_box(xi, yi, zi))
+
+
+def centred(cell: Image.Image, size) -> Image.Image:
+    """The cell as draw_xyz places it: centred on the background in a size cell."""
+    out = Image.new("RGB", size, grid.BACKGROUND)
+    out.paste(cell, ((size[0] - cell.width) // 2, (size[1] - cell.height) // 2))
+    return out
+
+
+def test_metric_caption_under_each_cell_shows_mean_and_interval(tmp_path):
+    rows = make_rows(tmp_path, cfg=[5.0, 7.0], seed=[0, 1, 2])
+    scores = {5.0: [30.0, 31.0, 32.5], 7.0: [20.0, 20.0, 20.0]}
+    rows["clip_score"] = [scores[c][s] for c, s in zip(rows.cfg, rows.seed)]
+    (path,) = build_grids(rows, tmp_path, tmp_path / "out", x="cfg", metric="clip_score")
+
+    from sdexp.stats import bootstrap_mean_ci
+    mean, lo, hi = bootstrap_mean_ci(scores[5.0])
+    assert round(mean, 1) == 31.2
+    text5 = f"CLIP 31.2 +/- {(hi - lo) / 2:.1f}"
+    text7 = "CLIP 20.0 +/- 0.0"                      # identical values: a zero-width interval
+    first = {5.0: rows[(rows.cfg == 5.0) & (rows.seed == 0)], 7.0: rows[(rows.cfg == 7.0) & (rows.seed == 0)]}
+    expected = {}
+    for cfg, text in ((5.0, text5), (7.0, text7)):
+        with Image.open(tmp_path / first[cfg].image_path.iloc[0]) as im:
+            expected[cfg] = grid.caption(grid.caption(im.convert("RGB"), "Seed: 0"), text, ref=(CELL, CELL))
+    size = (max(e.width for e in expected.values()), max(e.height for e in expected.values()))
+    lay = grid.grid_layout(size, [5.0, 7.0], None, None, "cfg", None, None)
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    assert img.size == lay.size
+    for xi, cfg in enumerate((5.0, 7.0)):
+        assert cell_crop(img, lay, xi).tobytes() == centred(expected[cfg], size).tobytes()
+    # the caption is not drawn when the metric has no value anywhere (here: all NaN)
+    rows["clip_score"] = float("nan")
+    (plain,) = build_grids(rows, tmp_path, tmp_path / "plain", x="cfg", metric="clip_score")
+    (none,) = build_grids(rows, tmp_path, tmp_path / "none", x="cfg")
+    with Image.open(plain) as a, Image.open(none) as b:
+        assert a.size == b.size and a.size[1] < img.size[1]
+
+
+def test_unknown_metric_raises_naming_it(tmp_path):
+    rows = make_rows(tmp_path, cfg=[5.0, 7.0])
+    with pytest.raises(ValueError, match=r"metric='sharpness'.*clip_score"):
+        build_grids(rows, tmp_path, tmp_path / "out", x="cfg", metric="sharpness")
+
+
+def test_estimate_text_has_three_significant_figures():
+    from sdexp.estimates import Estimate, format_estimate
+    assert format_estimate("clip_score", Estimate(31.234, 30.4, 32.0, 4)) == "CLIP 31.2 +/- 0.8"
+    assert format_estimate("kid", Estimate(0.012345, 0.010, 0.014, 9)) == "KID 0.0123 +/- 0.0020"
+    assert format_estimate("fid", Estimate(152.31, float("nan"), float("nan"), 9)) == "FID 152"
+    assert format_estimate("clip_score", None) == "CLIP n/a"
+
+
+def test_seed_all_draws_every_seed_of_a_cell_as_a_strip_in_seed_order(tmp_path):
+    rows = make_rows(tmp_path, cfg=[5.0, 7.0], seed=[9, 2, 4])
+    colour_of = {(c, s): tuple(col) for c, s, col in zip(rows.cfg, rows.seed, rows.colour)}
+    (path,) = build_grids(rows, tmp_path, tmp_path / "out", x="cfg", seed="all")
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    for cfg in (5.0, 7.0):
+        parts = [grid.caption(solid(0).copy(), f"Seed: {s}") for s in (2, 4, 9)]
+        cell_w, cell_h = 3 * CELL, parts[0].height
+        lay = grid.grid_layout((cell_w, cell_h), [5.0, 7.0], None, None, "cfg", None, None)
+        x0, y0, _, _ = lay.cell_box([5.0, 7.0].index(cfg))
+        # left to right: seeds 2, 4, 9 (ascending), each image at its slot of the strip
+        for k, s in enumerate((2, 4, 9)):
+            assert img.getpixel((x0 + k * CELL + CELL // 2, y0 + CELL // 2)) == colour_of[(cfg, s)]
+    first = build_grids(rows, tmp_path, tmp_path / "first", x="cfg")[0]
+    with Image.open(first) as im:
+        assert im.size[0] < img.size[0]
+
+
+def test_seed_strip_is_capped_by_the_page_size(tmp_path):
+    rows = make_rows(tmp_path, cfg=[5.0], seed=list(range(12)))
+    limit = grid.STRIP_SHARE * CELL * CELL * 5        # room for 5 images per strip
+    (path,) = build_grids(rows, tmp_path, tmp_path / "out", x="cfg", seed="all", max_pixels=limit * 10)
+    (capped,) = build_grids(rows, tmp_path, tmp_path / "capped", x="cfg", seed="all", max_pixels=limit)
+    with Image.open(path) as a, Image.open(capped) as b:
+        full, cut = a.convert("RGB"), b.convert("RGB")
+    assert set(rows.colour.map(tuple)) <= colours_in(full)
+    shown = {tuple(c) for c in rows.colour} & colours_in(cut)
+    assert shown == {tuple(c) for c in rows[rows.seed < 5].colour}
+    assert cut.size[1] > 0 and cut.size[0] * cut.size[1] <= limit
+
+
+def page_colours(paths):
+    found = []
+    for p in paths:
+        with Image.open(p) as im:
+            found.append(colours_in(im.convert("RGB")))
+    return found
+
+
+@pytest.mark.parametrize("how, page_of, n_pages", [
+    ("subgrids", lambda xs, ys, zs: (xs, ys, zs[:1]), 3),       # whole Z sub-grids per page
+    ("rows", lambda xs, ys, zs: (xs, ys[:1], zs[:1]), 3 * 2),   # a sub-grid does not fit: rows
+    ("columns", lambda xs, ys, zs: (xs[:1], ys[:1], zs[:1]), 3 * 2 * 3),  # a row does not fit
+])
+def test_huge_grid_is_split_into_pages_under_the_pixel_limit(tmp_path, how, page_of, n_pages):
+    xs, ys, zs = [3.0, 5.0, 7.0], ["Euler", "DDIM"], ["a", "b", "c"]
+    rows = make_rows(tmp_path, cfg=xs, sampler=ys, vae=zs)
+    # the limit is exactly the size of one page of the expected shape (with its page title)
+    cell = (CELL, CELL + grid.caption_height(CELL, CELL, "Seed: 0"))
+    px, py, pz = page_of(xs, ys, zs)
+    w, h = grid.grid_layout(cell, px, py, pz, "cfg", "sampler", "vae", "(page 88/88)").size
+    limit = w * h
+    (whole,) = build_grids(rows, tmp_path, tmp_path / "whole", x="cfg", y="sampler", z="vae")
+    with Image.open(whole) as im:
+        assert im.size[0] * im.size[1] > limit
+    pages = grid.render_grids(rows, tmp_path, tmp_path / "out", x="cfg", y="sampler", z="vae",
+                              max_pixels=limit)
+    assert len(pages) == n_pages
+    assert [p.page for p in pages] == list(range(1, n_pages + 1))
+    assert all(p.pages == n_pages for p in pages)
+    assert [p.path.name for p in pages] == [f"grid-cfg-x-sampler-y-vae-z-page-{i}-of-{n_pages}.png"
+                                            for i in range(1, n_pages + 1)]
+    for p in pages:
+        with Image.open(p.path) as im:
+            assert im.size[0] * im.size[1] <= limit
+    # every image lands on exactly one page, and a page holds one block of the expected shape
+    found = page_colours([p.path for p in pages])
+    colours = list(rows.colour.map(tuple))
+    for c in colours:
+        assert sum(c in f for f in found) == 1
+    per_page = len(px) * len(py) * len(pz)
+    for f in found:
+        on_page = rows[[c in f for c in colours]]
+        assert len(on_page) == per_page
+        assert on_page.vae.nunique() == 1
+
+
+def test_a_grid_under_the_limit_is_one_file(tmp_path):
+    rows = make_rows(tmp_path, cfg=[3.0, 5.0], vae=["a", "b"])
+    pages = grid.render_grids(rows, tmp_path, tmp_path / "out", x="cfg", z="vae")
+    assert len(pages) == 1 and pages[0].pages == 1 and "page" not in pages[0].path.name
+    with pytest.raises(ValueError, match="max_pixels=0"):
+        build_grids(rows, tmp_path, tmp_path / "out", x="cfg", max_pixels=0)
+
+
+def test_group_metric_caption_comes_from_the_groups_table(tmp_path):
+    rows = make_rows(tmp_path, cfg=[5.0, 7.0])
+    groups = pd.DataFrame([
+        {"metric": "fid", "grouping": "cell", "cfg": 5.0, "value": 41.25, "ci_low": 40.0, "ci_high": 42.5, "n": 8},
+        {"metric": "fid", "grouping": "cell", "cfg": 7.0, "value": 38.0, "ci_low": float("nan"),
+         "ci_high": float("nan"), "n": 8},
+        {"metric": "kid", "grouping": "cell", "cfg": 5.0, "value": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 8},
+    ])
+    (path,) = build_grids(rows, tmp_path, tmp_path / "out", x="cfg", metric="fid", groups=groups)
+    expected = {}
+    for cfg, text in ((5.0, "FID 41.2 +/- 1.2"), (7.0, "FID 38.0")):
+        src = rows[rows.cfg == cfg].image_path.iloc[0]
+        with Image.open(tmp_path / src) as im:
+            expected[cfg] = grid.caption(grid.caption(im.convert("RGB"), "Seed: 0"), text, ref=(CELL, CELL))
+    size = (CELL, max(e.height for e in expected.values()))
+    lay = grid.grid_layout(size, [5.0, 7.0], None, None, "cfg", None, None)
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    for xi, cfg in enumerate((5.0, 7.0)):
+        assert cell_crop(img, lay, xi).tobytes() == centred(expected[cfg], size).tobytes()

@@ -1,0 +1,86 @@
+"""The grid options of a stored sweep: its newest run config's `grid`, command-line overrides on
+top, then the axes resolved against what the rows actually sweep. Reads only results/<name>/."""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..axes import AXES, ConfigError, grid_axes
+from ..config import GridConf
+from ..metrics.registry import METRICS
+
+
+def newest_run_config(folder: Path) -> dict:
+    """The newest config/run-*.yaml of the sweep ({"jobs": [...]}), or {} without one."""
+    runs = sorted((Path(folder) / "config").glob("run-*.yaml"))
+    if not runs:
+        return {}
+    return yaml.safe_load(runs[-1].read_text()) or {}
+
+
+def _job_value(job: dict, axis: str):
+    if axis in ("model", "vae"):
+        return (job.get(axis) or {}).get("name")
+    if axis == "prompt":
+        return repr((job.get("prompt"), job.get("prompts")))
+    return repr(job.get(axis))
+
+
+def swept_in_order(rows: pd.DataFrame, jobs: list[dict]) -> list[str]:
+    """Axes with more than one value in the rows, in the order the user gave them.
+
+    Hydra's sweeper runs the product of the swept values with the first one given varying
+    slowest, so the fewer times an axis changes from one job to the next, the earlier it was
+    given. Axes that vary inside a job (seed lists, prompt sets) come last, in AXES order."""
+    swept = [a for a in AXES if a in rows.columns and rows[a].nunique(dropna=False) > 1]
+    changes = {}
+    for axis in swept:
+        values = [_job_value(j, axis) for j in jobs]
+        n = sum(a != b for a, b in zip(values, values[1:]))
+        if n:
+            changes[axis] = n
+    by_jobs = sorted(changes, key=lambda a: changes[a])
+    return by_jobs + [a for a in swept if a not in changes]
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """['grid.x=cfg', 'seed=all'] -> {'x': 'cfg', 'seed': 'all'} (values parsed as YAML)."""
+    valid = [f.name for f in fields(GridConf)]
+    out = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("grid.")
+        if not sep or key not in valid:
+            raise ConfigError(f"{item!r} is not a grid option; valid: "
+                              + ", ".join(f"grid.{k}=VALUE" for k in valid))
+        out[key] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def grid_options(folder: Path, rows: pd.DataFrame, overrides: list[str] = ()) -> dict:
+    """x, y, z, seed, metric and max_pixels for the sweep's grids; raises ConfigError naming
+    the key, the value and the valid choices."""
+    jobs = newest_run_config(folder).get("jobs") or []
+    stored = {k: v for k, v in ((jobs[0].get("grid") or {}) if jobs else {}).items()
+              if k in {f.name for f in fields(GridConf)}}
+    given = parse_overrides(list(overrides))
+    try:
+        conf = OmegaConf.merge(OmegaConf.structured(GridConf), stored, given)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"bad grid option: {e.msg if hasattr(e, 'msg') else e}") from None
+    opts = OmegaConf.to_container(conf)
+    seed = opts["seed"]
+    if not (seed in ("first", "all") or (isinstance(seed, int) and not isinstance(seed, bool))):
+        raise ConfigError(f"grid.seed={seed!r} is not valid; valid: 'first', 'all' or a seed value")
+    if opts["metric"] is not None and opts["metric"] not in METRICS:
+        raise ConfigError(f"grid.metric={opts['metric']!r} is not a known metric; "
+                          f"valid: {', '.join(METRICS)} or null")
+    if opts["max_pixels"] < 1:
+        raise ConfigError(f"grid.max_pixels={opts['max_pixels']} must be >= 1")
+    axes = grid_axes(opts, swept_in_order(rows, jobs))
+    return {**opts, **axes}

@@ -48,22 +48,17 @@ def _shipped_skeletons() -> list[str]:
 def skeleton_folder(name_or_path: str) -> Path:
     """A diffusers config folder without weights: a shipped skeleton by name, or an existing folder."""
     if name_or_path in _shipped_skeletons():
-        dest = tiny.cache_root() / "skeletons" / name_or_path
-        if dest.is_dir():  # only ever created complete, by the rename below
-            return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name_or_path}-", dir=dest.parent))
-        try:
-            shutil.copytree(SKELETONS_DIR / name_or_path, tmp, dirs_exist_ok=True)
-            tiny.write_clip_tokenizer_files(tmp / "tokenizer")
-            try:
-                tmp.rename(dest)
-            except OSError:  # another process finished first
-                if not dest.is_dir():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return dest
+        shipped = SKELETONS_DIR / name_or_path
+        digest = hashlib.sha256()
+        for f in sorted(p for p in shipped.rglob("*") if p.is_file()):
+            digest.update(f.relative_to(shipped).as_posix().encode() + f.read_bytes())
+
+        def build(folder: Path) -> None:
+            shutil.copytree(shipped, folder, dirs_exist_ok=True)
+            tiny.write_clip_tokenizer_files(folder / "tokenizer")
+
+        # keyed by the shipped files' content, so an edited skeleton is never served stale
+        return tiny.build_once(tiny.cache_root() / "skeletons" / f"{name_or_path}-{digest.hexdigest()[:12]}", build)
     if Path(name_or_path).is_dir():
         return Path(name_or_path)
     raise ValueError(

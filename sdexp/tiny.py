@@ -139,15 +139,14 @@ def _build(root: Path) -> None:
         processor.save_pretrained(root / "clip")
 
 
-def tiny_root() -> Path:
-    """Build the tiny artefacts once (atomically) and return their folder."""
-    root = cache_root() / f"tiny-{TINY_VERSION}"
+def build_once(root: Path, build) -> Path:
+    """Run build(folder) once into a temporary folder and rename it to root (atomic); return root."""
     if (root / "complete").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=root.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
-        _build(tmp)
+        build(tmp)
         (tmp / "complete").write_text("ok\n")
         try:
             tmp.rename(root)
@@ -157,6 +156,11 @@ def tiny_root() -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return root
+
+
+def tiny_root() -> Path:
+    """Build the tiny artefacts once (atomically) and return their folder."""
+    return build_once(cache_root() / f"tiny-{TINY_VERSION}", _build)
 
 
 def tiny_model_folder() -> Path:

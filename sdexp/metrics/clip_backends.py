@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -149,23 +147,11 @@ def tiny_open_clip_folder() -> Path:
     """Build the tiny open_clip model once (atomically) in sdexp's cache, in the hub folder layout."""
     from safetensors.torch import save_file
 
-    from ..tiny import cache_root
+    from ..tiny import build_once, cache_root
 
-    root = cache_root() / f"tiny-openclip-{TINY_OPEN_CLIP_VERSION}"
-    if (root / "complete").exists():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-openclip-", dir=root.parent))
-    try:
+    def build(folder: Path) -> None:
         model = make_tiny_open_clip()
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "open_clip_model.safetensors")
-        (tmp / "open_clip_config.json").write_text(json.dumps(TINY_OPEN_CLIP_CONFIG, indent=2))
-        (tmp / "complete").write_text("ok\n")
-        try:
-            tmp.rename(root)
-        except OSError:  # another process finished first
-            if not (root / "complete").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return root
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "open_clip_model.safetensors")
+        (folder / "open_clip_config.json").write_text(json.dumps(TINY_OPEN_CLIP_CONFIG, indent=2))
+
+    return build_once(cache_root() / f"tiny-openclip-{TINY_OPEN_CLIP_VERSION}", build)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+from functools import lru_cache
 import sys
 from datetime import datetime, timezone
 
@@ -52,6 +53,7 @@ def resolve_batch_size(plan: Plan, device: torch.device) -> int:
     return auto_batch_size(device, largest.width, largest.height)
 
 
+@lru_cache(maxsize=1)
 def versions() -> dict:
     import diffusers
     import transformers
@@ -80,8 +82,9 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
     }
 
 
-def render_plan(plan: Plan, store: Store, log=print) -> int:
-    """Render every cell of the plan not yet in the store; returns the number rendered."""
+def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = None) -> int:
+    """Render every cell of the plan not yet in the store; returns the number rendered.
+    A caller may pass its own model cache, to keep models loaded across sweeps."""
     done = store.image_ids()
     todo = [c for c in plan.cells if c.image_id not in done]
     log(f"sdexp: {len(plan.cells)} images planned, {len(plan.cells) - len(todo)} already stored, "
@@ -95,7 +98,7 @@ def render_plan(plan: Plan, store: Store, log=print) -> int:
     options = {"channels_last": device.type == "cuda" and plan.run["channels_last"],
                "compile": device.type == "cuda" and plan.run["compile"]}
     scorer = ClipScorer(plan.scorer["source"], device) if plan.scorer["enabled"] else None
-    cache = ModelCache(plan.run["max_resident_models"])
+    cache = cache or ModelCache(plan.run["max_resident_models"])
     bar = tqdm(total=len(todo), unit="img", desc=plan.name, disable=not plan.run["progress"], file=sys.stderr)
     for items in render(todo, cache, batch_size=batch_size, device=device, dtype=dtype, options=options):
         scores = (scorer.score([i["array"] for i in items], [i["cell"].prompt for i in items])

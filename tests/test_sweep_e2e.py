@@ -7,7 +7,6 @@ import subprocess
 import time
 
 import pandas as pd
-import pytest
 from PIL import Image
 
 import sdexp

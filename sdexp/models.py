@@ -10,6 +10,7 @@ import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,6 +65,7 @@ def classify_source(key: str, source: str, builtins: tuple[str, ...], allow_pick
     raise ValueError(f"{key}={source!r} is not a known name; {valid}")
 
 
+@lru_cache(maxsize=None)   # checked once per model, not once per job of a multirun
 def text_encoder_layers(spec: ModelSpec) -> int | None:
     """Number of text-encoder layers read from configs alone (no weights), or None if unknown."""
     kind = classify_source("model.source", spec.source, ("tiny",), spec.allow_pickle)

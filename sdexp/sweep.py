@@ -6,6 +6,7 @@ from functools import lru_cache
 import sys
 from datetime import datetime, timezone
 
+import pandas as pd
 import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -120,10 +121,10 @@ def plan_grid_options(plan: Plan) -> dict:
             **plan.grid}
 
 
-def make_grids(plan: Plan, store: Store, lenient: bool = False) -> tuple[dict, list[GridPage]]:
-    """Grids of this plan's images; `lenient` takes the axes from the stored rows instead.
-    Returns the options used and the grid files written."""
-    rows = store.load_rows()
+def make_grids(plan: Plan, store: Store, rows: pd.DataFrame, groups: pd.DataFrame | None,
+               lenient: bool = False) -> tuple[dict, list[GridPage]]:
+    """Grids of this plan's images from the stored rows; `lenient` takes the axes from the rows
+    instead of the plan. Returns the options used and the grid files written."""
     opts = plan_grid_options(plan)
     if rows.empty:
         return opts, []
@@ -136,7 +137,7 @@ def make_grids(plan: Plan, store: Store, lenient: bool = False) -> tuple[dict, l
     if opts["x"] is None:
         return opts, []
     return opts, render_grids(rows, store.folder, store.grids, opts["x"], opts["y"], opts["z"],
-                              seed=opts["seed"], metric=opts["metric"], groups=read_groups(store.folder),
+                              seed=opts["seed"], metric=opts["metric"], groups=groups,
                               max_pixels=opts["max_pixels"])
 
 
@@ -154,8 +155,10 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
     with store.lock():
         store.save_config(plan.configs)
         rendered = render_plan(plan, store, log)
-        opts, pages = make_grids(plan, store, lenient=single_job_of_multirun)
-        report = build_report(store.folder, grid=opts, grids=pages) if store.part_files() else None
+        rows, groups = store.load_rows(), read_groups(store.folder)   # read once for grids and report
+        opts, pages = make_grids(plan, store, rows, groups, lenient=single_job_of_multirun)
+        report = (build_report(store.folder, grid=opts, grids=pages, rows=rows, groups=groups)
+                  if not rows.empty else None)
     grids = [g.path for g in pages]
     folder = store.folder.resolve()
     log(f"sdexp: rendered {rendered} images")

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
+import pandas as pd
 from PIL import Image
 
 from ..axes import ConfigError
@@ -158,17 +159,19 @@ def _best_view(table, groups) -> list[dict]:
 
 
 def build_report(folder: Path | str, grid: dict | None = None, grids: list[GridPage] | None = None,
-                 overrides: list[str] = (), log=print) -> Path:
+                 overrides: list[str] = (), log=print, rows: pd.DataFrame | None = None,
+                 groups: pd.DataFrame | None = None) -> Path:
     """Write results/<name>/report/ and return its index.html.
 
     grid: the grid options (x, y, z, seed, metric, max_pixels); by default the sweep's stored
     ones with `overrides` ("grid.x=cfg") on top. grids: pages already drawn (a sweep passes
-    the ones it just drew); by default the grids are drawn again from the rows."""
+    the ones it just drew); by default the grids are drawn again from the rows.
+    rows, groups: the store's tables when the caller has just read them; by default read here."""
     folder = Path(folder)
-    rows = load_rows(folder)
+    if rows is None:
+        rows, groups = load_rows(folder), read_groups(folder)
     if rows.empty:
         raise ConfigError(f"{folder} holds no rows yet; render a sweep into it first")
-    groups = read_groups(folder)
     if grid is None:
         grid = grid_options(folder, rows, list(overrides))
     if grids is None:

@@ -101,6 +101,10 @@ class LoadedModel:
     source: str                 # what diffusers can load it from
     hash: str                   # sha256 of the weights
     vae_hash: str
+    pipe: Any = None            # the diffusers pipeline (its LoRA and textual-inversion loaders)
+    family: str = "sd1"         # "sd1" or "sdxl"
+    tokenizer_2: Any = None     # SDXL's second tokenizer and text encoder
+    text_encoder_2: Any = None
 
     @property
     def device(self) -> torch.device:
@@ -157,6 +161,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channe
     return LoadedModel(
         spec=spec, tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, unet=pipe.unet, vae=pipe.vae,
         scheduler_config=dict(pipe.scheduler.config), source=source, hash=model_hash, vae_hash=vae_hash,
+        pipe=pipe,
     )
 
 

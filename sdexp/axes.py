@@ -3,7 +3,7 @@ the report can use it without loading the render stack."""
 from __future__ import annotations
 
 AXES = ("model", "vae", "sampler", "steps", "cfg", "clip_skip", "seed", "prompt", "negative_prompt",
-        "width", "height")
+        "width", "height", "size", "lora", "lora_weight", "embedding", "init_image", "strength", "prompt_sr")
 
 
 class ConfigError(ValueError):

@@ -3,7 +3,7 @@ fails at compose time. The YAML files under conf/ fill these in."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -85,6 +85,17 @@ class SdexpConfig:
     negative_prompt: str = ""
     width: int = "${model.width}"      # type: ignore[assignment]
     height: int = "${model.height}"    # type: ignore[assignment]
+    size: Optional[str] = None         # "WxH" (e.g. 512x768); overrides width and height; an axis
+    prompt_sr: Optional[List[str]] = None  # Prompt S/R: [search, replacement, ...]; the search text is the first value
+    lora: Optional[str] = None         # a name from `loras`, a .safetensors path, or none
+    lora_weight: float = 1.0           # the LoRA's scale (A1111's <lora:name:weight>)
+    loras: Dict[str, str] = field(default_factory=dict)       # name -> .safetensors file
+    embedding: Optional[str] = None    # a name from `embeddings`, an embedding file, or none
+    embedding_token: str = "<embedding>"  # the trigger token prompts carry; bound to the embedding
+    embeddings: Dict[str, str] = field(default_factory=dict)  # name -> .safetensors (or .pt) file
+    allow_pickle_embeddings: bool = False  # permit .pt/.bin embeddings (read with weights_only=True)
+    init_image: Optional[str] = None   # img2img: an image file or a folder of them (each image an axis value)
+    strength: float = 0.75             # img2img denoising strength, 0 < strength <= 1
 
 
 def register() -> None:

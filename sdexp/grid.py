@@ -48,7 +48,18 @@ AXIS_LABELS: dict[str, str] = {
     "negative_prompt": "Negative prompt",
     "width": "Width",
     "height": "Height",
+    "size": "Size",
+    "lora": "LoRA",
+    "lora_weight": "LoRA weight",
+    "embedding": "Embedding",
+    "init_image": "Init image",
+    "strength": "Denoising strength",
+    "prompt_sr": "Prompt S/R",
+    "prompt_template": "Prompt",
 }
+# Columns that follow from another axis: not split into grids of their own when that axis is shown.
+# prompt_template (the prompt before S/R) only matters when prompt_sr varies.
+DERIVED = {"width": "size", "height": "size", "prompt": "prompt_sr", "negative_prompt": "prompt_sr"}
 
 # Layout constants. Label font size follows A1111: (cell_w + cell_h) // 25, but never
 # below MIN_FONT_SIZE so 64px cells stay legible.
@@ -477,8 +488,15 @@ def render_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str |
         return []
     root, out_dir = Path(root), Path(out_dir)
 
-    extra = [a for a in AXIS_LABELS if a in rows.columns and a not in axes and a != "seed"
-             and rows[a].nunique(dropna=False) > 1]
+    def varies(a):
+        return a in rows.columns and rows[a].nunique(dropna=False) > 1
+
+    size_extra = varies("size") and "size" not in axes and not {"width", "height"} & set(axes)
+    shown = {"size": "size" in axes or size_extra, "prompt_sr": "prompt_sr" in axes or varies("prompt_sr")}
+    extra = [a for a in AXIS_LABELS if varies(a) and a not in axes and a != "seed"
+             and not (a in DERIVED and shown[DERIVED[a]])
+             and not (a == "prompt_template" and not shown["prompt_sr"])
+             and not (a == "size" and not size_extra)]
     order = {a: ordered_values(rows[a]) for a in axes + extra}
     records = [{k: plain_value(v) for k, v in r.items()} for r in rows.to_dict("records")]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,8 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from . import tiny
 from .axes import AXES, ConfigError, grid_axes  # noqa: F401  (re-exported)
 from .metrics.registry import METRICS
+from .embeddings import EmbeddingSpec, resolve_embedding, strip_token
+from .img2img import InitImage, init_images, steps_run
+from .lora import LoraSpec, resolve_lora
 from .models import ModelSpec, VaeSpec, classify_source, text_encoder_layers
-from .prompts import prompt_set
+from .prompts import prompt_set, search_replace
 from .samplers import get_sampler
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -36,20 +40,36 @@ class Cell:
     cfg: float
     clip_skip: int
     seed: int
-    prompt: str
+    prompt: str                 # as rendered: after prompt S/R; an embedding's trigger token kept
     negative_prompt: str
     width: int
     height: int
+    # Axes that are off by default; a cell with all of them off has the identity it always had.
+    lora: LoraSpec | None = None
+    lora_weight: float | None = None        # None without a LoRA
+    embedding: EmbeddingSpec | None = None
+    embedding_token: str | None = None      # the trigger token; removed from the text when embedding is None
+    init_image: InitImage | None = None     # img2img when set
+    strength: float | None = None           # denoising strength; None for txt2img
+    prompt_sr: str | None = None            # the Prompt S/R value this cell's prompts were made with
+    prompt_template: str | None = None      # the prompt before search/replace
 
     def axis(self, name: str):
-        """The value of an axis as grids and rows show it (model and VAE by name)."""
+        """The value of an axis as grids and rows show it (files by name)."""
+        if name == "size":
+            return self.size
         value = getattr(self, name)
-        return value.name if isinstance(value, (ModelSpec, VaeSpec)) else value
+        return value.name if hasattr(value, "name") and hasattr(value, "source") else value
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
 
     @property
     def cell_id(self) -> str:
-        d = asdict(self)
-        d.pop("seed"), d.pop("prompt")
+        d = {k: v for k, v in asdict(self).items() if k not in OPTIONAL_FIELDS or v is not None}
+        for k in ("seed", "prompt", "prompt_template"):
+            d.pop(k, None)
         return digest(d)
 
     @property
@@ -58,9 +78,20 @@ class Cell:
 
     @property
     def trajectory(self) -> tuple:
-        """Everything the denoise depends on: cells differing only in VAE share one trajectory."""
+        """Everything the denoise depends on: txt2img cells differing only in VAE share one trajectory
+        (img2img ones do not: the VAE encodes their init image)."""
         return (self.model, self.sampler, self.steps, self.cfg, self.clip_skip, self.seed, self.prompt,
-                self.negative_prompt, self.width, self.height)
+                self.negative_prompt, self.width, self.height, self.lora, self.lora_weight, self.embedding,
+                self.embedding_token, self.init_image, self.strength, self.vae if self.init_image else None)
+
+    @property
+    def scoring_prompt(self) -> str:
+        """The text CLIP score compares with: the prompt without an embedding's trigger token."""
+        return strip_token(self.prompt, self.embedding_token) if self.embedding_token else self.prompt
+
+
+OPTIONAL_FIELDS = ("lora", "lora_weight", "embedding", "embedding_token", "init_image", "strength", "prompt_sr",
+                   "prompt_template")
 
 
 @dataclass
@@ -102,16 +133,27 @@ def check_job(cfg: DictConfig) -> list[str]:
             "vae.source", cfg.vae.source, tiny.TINY_VAES, cfg.vae.allow_pickle)),
         ("prompts", lambda: prompt_set(cfg.prompt, cfg.prompts["items"], cfg.prompts.file)),
         ("seed", lambda: _seeds(cfg.seed)),
+        ("size", lambda: _size(cfg)),
+        ("prompt_sr", lambda: _prompt_rows(cfg)),
+        ("lora", lambda: resolve_lora(cfg.lora, cfg.loras)),
+        ("embedding", lambda: _embedding(cfg)),
+        ("init_image", lambda: init_images(cfg.init_image)),
     ):
         try:
             fn()
         except ValueError as e:
             errors.append(str(e))
+    if cfg.init_image not in (None, "", "none", "None"):
+        _check(0 < cfg.strength <= 1 and steps_run(cfg.steps, cfg.strength) >= 1,
+               f"strength={cfg.strength} is not valid with steps={cfg.steps}; valid: 0 < strength <= 1 with "
+               f"int(steps * strength) >= 1 (img2img runs that many of the steps)", errors)
     _check(cfg.steps >= 1, f"steps={cfg.steps} must be >= 1", errors)
     _check(cfg.cfg >= 0, f"cfg={cfg.cfg} must be >= 0 (values <= 1 turn classifier-free guidance off)", errors)
-    for key in ("width", "height"):
-        v = cfg[key]
-        _check(v > 0 and v % 8 == 0, f"{key}={v} must be a positive multiple of 8 (e.g. {max(8, v // 8 * 8)})", errors)
+    if not any(e.startswith("size=") for e in errors):
+        for key, v in zip(("width", "height"), _size(cfg)):
+            key = "size" if cfg.size is not None else key
+            _check(v > 0 and v % 8 == 0, f"{key}={v} must be a positive multiple of 8 (e.g. {max(8, v // 8 * 8)})",
+                   errors)
     if not any("model.source" in e for e in errors):
         layers = text_encoder_layers(_model_spec(cfg))
         hi = layers if layers else "number of text-encoder layers"
@@ -145,14 +187,59 @@ def _vae_spec(cfg) -> VaeSpec:
     return VaeSpec(v.name, None if v.source is None else str(v.source), str(v.skeleton), bool(v.allow_pickle))
 
 
+_SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
+
+
+def _size(cfg) -> tuple[int, int]:
+    """(width, height): from `size` ("WxH") when given, else from width and height."""
+    if cfg.size is None:
+        return int(cfg.width), int(cfg.height)
+    m = _SIZE.fullmatch(str(cfg.size))
+    if not m:
+        raise ValueError(f"size={cfg.size!r} is not valid; valid: WIDTHxHEIGHT such as 512x768")
+    return int(m[1]), int(m[2])
+
+
+def _prompt_rows(cfg) -> list[tuple]:
+    prompts = prompt_set(cfg.prompt, cfg.prompts["items"], cfg.prompts.file)
+    sr = None if cfg.prompt_sr is None else list(cfg.prompt_sr)
+    return search_replace(sr, prompts, str(cfg.negative_prompt))
+
+
+def _embedding(cfg) -> EmbeddingSpec | None:
+    token = str(cfg.embedding_token)
+    if not token.strip():
+        raise ValueError(f"embedding_token={token!r} must not be empty; valid: a word such as <embedding>")
+    spec = resolve_embedding(cfg.embedding, cfg.embeddings, token, bool(cfg.allow_pickle_embeddings))
+    if spec is not None:
+        missing = [p for _, _, p, n in _prompt_rows(cfg) if token not in p and token not in n]
+        if missing:
+            raise ValueError(f"embedding={cfg.embedding!r}: its trigger token embedding_token={token!r} is in "
+                             f"neither the prompt nor the negative prompt of {missing[:3]}; put the token where "
+                             f"the embedding should act")
+    return spec
+
+
 def job_cells(cfg: DictConfig) -> list[Cell]:
     sampler = get_sampler(cfg.sampler).name
-    return [
-        Cell(_model_spec(cfg), _vae_spec(cfg), sampler, int(cfg.steps), float(cfg.cfg), int(cfg.clip_skip),
-             seed, prompt, str(cfg.negative_prompt), int(cfg.width), int(cfg.height))
-        for prompt in prompt_set(cfg.prompt, cfg.prompts["items"], cfg.prompts.file)
-        for seed in _seeds(cfg.seed)
-    ]
+    width, height = _size(cfg)
+    lora = resolve_lora(cfg.lora, cfg.loras)
+    embedding = _embedding(cfg)
+    token = str(cfg.embedding_token)
+    seeds = _seeds(cfg.seed)    # drawn once, so seed=-1 gives every prompt the same random seed
+    cells = []
+    for init in init_images(cfg.init_image):
+        for value, template, prompt, negative in _prompt_rows(cfg):
+            uses_token = embedding is not None or token in prompt or token in negative
+            for seed in seeds:
+                cells.append(Cell(
+                    _model_spec(cfg), _vae_spec(cfg), sampler, int(cfg.steps), float(cfg.cfg), int(cfg.clip_skip),
+                    seed, prompt, negative, width, height,
+                    lora=lora, lora_weight=float(cfg.lora_weight) if lora else None,
+                    embedding=embedding, embedding_token=token if uses_token else None,
+                    init_image=init, strength=float(cfg.strength) if init else None,
+                    prompt_sr=value, prompt_template=template if value is not None else None))
+    return cells
 
 
 def axis_of_override(key: str) -> str | None:
@@ -164,6 +251,12 @@ def axis_of_override(key: str) -> str | None:
 
 def swept_axes(cells: list[Cell], override_keys: list[str] = ()) -> list[str]:
     varying = [a for a in AXES if len({c.axis(a) for c in cells}) > 1]
+    keys = {axis_of_override(k) for k in override_keys}
+    if "prompt_sr" in varying:         # prompts differ because of the S/R value: it is the axis
+        varying = [a for a in varying if a not in ("prompt", "negative_prompt")]
+    if "size" in varying:              # one "Size: WxH" axis, unless width or height alone was swept
+        size_wins = "size" in keys or ({"width", "height"} <= set(varying) and not {"width", "height"} & keys)
+        varying = [a for a in varying if a not in (("width", "height") if size_wins else ("size",))]
     ordered = [a for a in dict.fromkeys(axis_of_override(k) for k in override_keys) if a in varying]
     return ordered + [a for a in varying if a not in ordered]
 
@@ -179,6 +272,10 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
     if len(folders) > 1:
         raise ConfigError(f"name/results_root must be the same for every job of one sweep; got {sorted(folders)}")
     cells = list(dict.fromkeys(c for cfg in cfgs for c in job_cells(cfg)))
+    swept_keys = {axis_of_override(k) for k in override_keys}
+    for axis, needs, what in (("strength", "init_image", "init_image (img2img)"), ("lora_weight", "lora", "a lora")):
+        if axis in swept_keys and not any(getattr(c, needs) for c in cells):
+            raise ConfigError(f"{axis} is swept but no job sets {what}; {axis} only acts with {what}")
     swept = swept_axes(cells, override_keys)
     first = cfgs[0]
     grid = (grid_axes(first.grid, swept) if check_grid

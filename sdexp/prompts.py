@@ -43,3 +43,26 @@ def prompt_set(prompt: str | None, items, file: str | None) -> list[str]:
     if not prompts:
         raise ValueError("prompts: the prompt set is empty; valid: a non-empty prompt=, prompts.items or prompts.file")
     return list(dict.fromkeys(prompts))
+
+
+def search_replace(values, prompts: list[str], negative_prompt: str) -> list[tuple[str | None, str, str, str]]:
+    """Prompt S/R as AUTOMATIC1111 does it: the first value is the search text, and each value
+    (the first included) replaces it in prompt and negative prompt.
+
+    Returns (value, template, prompt, negative prompt) per value and prompt; without S/R, one
+    (None, template, prompt, negative prompt) per prompt.
+    """
+    if values is None:
+        return [(None, p, p, negative_prompt) for p in prompts]
+    values = [str(v) for v in values]
+    if not values or not values[0]:
+        raise ValueError(f"prompt_sr={values!r}: the first value is the search text and must not be empty; "
+                         f"valid: a list such as [cat, dog, fox]")
+    if len(set(values)) != len(values):
+        raise ValueError(f"prompt_sr={values!r} repeats a value; each value must differ")
+    search = values[0]
+    missing = [p for p in prompts if search not in p and search not in negative_prompt]
+    if missing:
+        raise ValueError(f"prompt_sr: the search text {search!r} is in neither the prompt nor the negative prompt "
+                         f"of {missing[:3]}; valid: a text found in every prompt of the set")
+    return [(v, p, p.replace(search, v), negative_prompt.replace(search, v)) for v in values for p in prompts]

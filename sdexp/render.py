@@ -14,7 +14,10 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from .denoise import decode, denoise
+from .embeddings import embedding_hash, text_for_encoder
 from .encode import encode_prompts
+from .img2img import encode_init, image_tensor
+from .lora import activate_lora, addnet_hash, lora_touches_text_encoder
 from .metadata import a1111_parameters
 from .batching import run_split_on_oom
 from .models import LoadedModel, ModelCache, load_model
@@ -34,7 +37,9 @@ class Batch:
 
 
 def _batch_key(cell: Cell) -> tuple:
-    return (cell.sampler, cell.steps, cell.width, cell.height, cell.cfg > 1)
+    """What one batch must share: the UNet's state (LoRA and weight), schedule, size and guidance on/off."""
+    return (cell.sampler, cell.steps, cell.width, cell.height, cell.cfg > 1, cell.lora, cell.lora_weight,
+            cell.strength)
 
 
 def plan_batches(cells: list[Cell], batch_size: int) -> list[Batch]:
@@ -55,28 +60,41 @@ def plan_batches(cells: list[Cell], batch_size: int) -> list[Batch]:
 
 
 class EncodingCache:
-    """Prompt embeddings keyed by text encoder, text and clip skip."""
+    """Prompt embeddings keyed by model, text-encoder state (a LoRA that touches it), text and clip skip."""
 
     def __init__(self):
         self._cache: dict[tuple, torch.Tensor] = {}
 
-    def get(self, model: LoadedModel, texts: list[str], clip_skip: int) -> torch.Tensor:
-        missing = [t for t in dict.fromkeys(texts) if (model.spec, t, clip_skip) not in self._cache]
+    def get(self, model: LoadedModel, texts: list[str], clip_skip: int, state=None) -> torch.Tensor:
+        key = (model.spec, state, clip_skip)
+        missing = [t for t in dict.fromkeys(texts) if key + (t,) not in self._cache]
         if missing:
             embs = encode_prompts(model.tokenizer, model.text_encoder, missing, clip_skip)
             for t, e in zip(missing, embs):
-                self._cache[(model.spec, t, clip_skip)] = e
-        return torch.stack([self._cache[(model.spec, t, clip_skip)] for t in texts])
+                self._cache[key + (t,)] = e
+        return torch.stack([self._cache[key + (t,)] for t in texts])
 
     def drop_other_models(self, keep) -> None:
         self._cache = {k: v for k, v in self._cache.items() if k[0] == keep}
 
 
+def guided(model: LoadedModel, cell: Cell) -> bool:
+    """Classifier-free guidance runs for CFG > 1, except on LCM-distilled UNets (guidance is embedded)."""
+    return cell.cfg > 1 and getattr(model.unet.config, "time_cond_proj_dim", None) is None
+
+
 def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell]):
-    cond = torch.cat([enc.get(model, [c.prompt], c.clip_skip) for c in cells])
-    if not cells[0].cfg > 1:
+    """Conditional (and, with guidance, unconditional) embeddings; the batch shares one LoRA state."""
+    state = (cells[0].lora, cells[0].lora_weight) if lora_touches_text_encoder(model, cells[0].lora) else None
+
+    def embed(cell: Cell, text: str):
+        return enc.get(model, [text_for_encoder(model, cell.embedding, cell.embedding_token, text)],
+                       cell.clip_skip, state)
+
+    cond = torch.cat([embed(c, c.prompt) for c in cells])
+    if not guided(model, cells[0]):
         return cond, None
-    uncond = torch.cat([enc.get(model, [c.negative_prompt], c.clip_skip) for c in cells])
+    uncond = torch.cat([embed(c, c.negative_prompt) for c in cells])
     return cond, uncond
 
 
@@ -92,14 +110,29 @@ def _batch_id(cells: list[Cell]) -> str:
     return digest([c.image_id for c in cells])
 
 
-def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell]) -> torch.Tensor:
+def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell], vae_of) -> torch.Tensor:
     """One denoise for a list of trajectories (given by their lead cells), fresh generators each try."""
-    sampler = get_sampler(cells[0].sampler)
+    lead = cells[0]
+    sampler = get_sampler(lead.sampler)
+    activate_lora(model, lead.lora, lead.lora_weight)
     cond, uncond = batch_embeddings(enc, model, cells)
     scheduler = build_scheduler(sampler, model.scheduler_config, [c.seed for c in cells])
     generators = [torch.Generator("cpu").manual_seed(c.seed) for c in cells]
+    init = _init_latents(cells, generators, vae_of) if lead.init_image else None
     return denoise(model.unet, scheduler, cond, uncond, [c.cfg for c in cells], generators,
-                   cells[0].steps, cells[0].height, cells[0].width)
+                   lead.steps, lead.height, lead.width, init_latents=init, strength=lead.strength)
+
+
+def _init_latents(cells: list[Cell], generators, vae_of) -> torch.Tensor:
+    """img2img: each init image encoded by its cell's VAE, drawing from the cell's generator first."""
+    out: list = [None] * len(cells)
+    for vae_spec in dict.fromkeys(c.vae for c in cells):
+        idx = [i for i, c in enumerate(cells) if c.vae == vae_spec]
+        images = torch.cat([image_tensor(cells[i].init_image, cells[i].width, cells[i].height) for i in idx])
+        latents = encode_init(vae_of(vae_spec), images, [generators[i] for i in idx])
+        for i, lat in zip(idx, latents):
+            out[i] = lat
+    return torch.stack(out)
 
 
 def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: torch.device,
@@ -112,7 +145,10 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
         enc.drop_other_models(model.spec)
         sampler = get_sampler(batch.lead[0].sampler)
         by_lead = {t[0]: t for t in batch.trajectories}
-        for lead, latents, seconds in _timed_chunks(lambda part: _denoise_cells(model, enc, list(part)),
+        def vae_of(spec, model=model):
+            return cache.vae(spec, model)[0]
+
+        for lead, latents, seconds in _timed_chunks(lambda part: _denoise_cells(model, enc, list(part), vae_of),
                                                     batch.lead):
             trajectories = [by_lead[c] for c in lead]
             per_image = seconds / sum(len(t) for t in trajectories)   # the denoise, shared by its decodes
@@ -145,10 +181,16 @@ def _timed_chunks(fn, items):
 
 
 def _item(cell: Cell, array, model: LoadedModel, sampler, vae_source: str, vae_hash: str, **facts) -> dict:
+    lora_hash = addnet_hash(cell.lora.source) if cell.lora else None
+    emb_hash = embedding_hash(cell.embedding) if cell.embedding else None
     text = a1111_parameters(
         prompt=cell.prompt, negative_prompt=cell.negative_prompt, steps=cell.steps, sampler=cell.sampler,
         cfg=cell.cfg, seed=cell.seed, width=cell.width, height=cell.height, model=cell.model.name,
-        model_hash=model.hash, vae=cell.vae.name, vae_hash=vae_hash, clip_skip=cell.clip_skip)
+        model_hash=model.hash, vae=cell.vae.name, vae_hash=vae_hash, clip_skip=cell.clip_skip,
+        lora=(cell.lora.name, cell.lora_weight, lora_hash) if cell.lora else None,
+        embedding=(cell.embedding.name, cell.embedding_token, emb_hash) if cell.embedding else None,
+        strength=cell.strength)
     return {"cell": cell, "image": png_with_parameters(array, text), "array": array,
             "model_source": model.source, "model_hash": model.hash, "vae_source": vae_source,
-            "vae_hash": vae_hash, "scheduler": sampler.describe(), **facts}
+            "vae_hash": vae_hash, "scheduler": sampler.describe(), "lora_hash": lora_hash,
+            "embedding_hash": emb_hash, **facts}

@@ -74,7 +74,14 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
         "vae": cell.vae.name, "vae_source": item["vae_source"], "vae_hash": item["vae_hash"],
         "sampler": cell.sampler, "scheduler": item["scheduler"], "steps": cell.steps, "cfg": cell.cfg,
         "clip_skip": cell.clip_skip, "seed": cell.seed, "prompt": cell.prompt,
-        "negative_prompt": cell.negative_prompt, "width": cell.width, "height": cell.height,
+        "negative_prompt": cell.negative_prompt, "width": cell.width, "height": cell.height, "size": cell.size,
+        "prompt_sr": cell.prompt_sr, "prompt_template": cell.prompt_template or cell.prompt,
+        "lora": cell.axis("lora"), "lora_source": cell.lora.source if cell.lora else None,
+        "lora_hash": item["lora_hash"], "lora_weight": cell.lora_weight,
+        "embedding": cell.axis("embedding"), "embedding_source": cell.embedding.source if cell.embedding else None,
+        "embedding_hash": item["embedding_hash"], "embedding_token": cell.embedding_token,
+        "init_image": cell.axis("init_image"), "init_image_source": cell.init_image.source if cell.init_image else None,
+        "init_image_hash": cell.init_image.sha256 if cell.init_image else None, "strength": cell.strength,
         "image_path": image_path, "clip_score": clip_score, "clip_model": scorer_source,
         "seconds": item["seconds"], "batch_size": item["batch_size"], "batch_index": item["batch_index"],
         "batch_id": item["batch_id"],
@@ -102,7 +109,7 @@ def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = 
     cache = cache or ModelCache(plan.run["max_resident_models"])
     bar = tqdm(total=len(todo), unit="img", desc=plan.name, disable=not plan.run["progress"], file=sys.stderr)
     for items in render(todo, cache, batch_size=batch_size, device=device, dtype=dtype, options=options):
-        scores = (scorer.score([i["array"] for i in items], [i["cell"].prompt for i in items])
+        scores = (scorer.score([i["array"] for i in items], [i["cell"].scoring_prompt for i in items])
                   if scorer else [float("nan")] * len(items))
         rows = []
         for item, score in zip(items, scores):

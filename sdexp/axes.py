@@ -2,8 +2,8 @@
 the report can use it without loading the render stack."""
 from __future__ import annotations
 
-AXES = ("model", "vae", "sampler", "steps", "cfg", "clip_skip", "seed", "prompt", "negative_prompt",
-        "width", "height", "size", "lora", "lora_weight", "embedding", "init_image", "strength", "prompt_sr")
+AXES = ("model", "vae", "lora", "lora_weight", "embedding", "sampler", "steps", "cfg", "clip_skip", "init_image",
+        "strength", "prompt_sr", "seed", "prompt", "negative_prompt", "width", "height", "size")
 
 
 class ConfigError(ValueError):

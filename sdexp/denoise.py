@@ -27,24 +27,65 @@ def step_kwargs(scheduler, generators, eta: float = 0.0) -> dict:
     return kwargs
 
 
+def noised_init(scheduler, init_latents, generators, steps: int, strength: float):
+    """img2img's start: the timesteps left after strength, and the init latents noised to the first."""
+    run = min(int(steps * strength), steps)
+    start = (steps - run) * scheduler.order
+    timesteps = scheduler.timesteps[start:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    noise = randn_tensor(init_latents.shape, generator=list(generators), device=init_latents.device,
+                         dtype=init_latents.dtype)
+    latent_timestep = timesteps[:1].repeat(init_latents.shape[0])
+    return timesteps, scheduler.add_noise(init_latents, noise, latent_timestep)
+
+
+def guidance_embedding(unet, guidance: list[float], device, dtype) -> torch.Tensor | None:
+    """LCM-distilled UNets take (guidance scale - 1) as a timestep condition instead of running CFG."""
+    dim = getattr(unet.config, "time_cond_proj_dim", None)
+    if dim is None:
+        return None
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
+
+    w = torch.tensor([g - 1 for g in guidance])
+    return StableDiffusionPipeline.get_guidance_scale_embedding(None, w, embedding_dim=dim).to(device, dtype)
+
+
 @torch.no_grad()
 def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, guidance: list[float],
-            generators: list[torch.Generator], steps: int, height: int, width: int) -> torch.Tensor:
+            generators: list[torch.Generator], steps: int, height: int, width: int,
+            init_latents: torch.Tensor | None = None, strength: float | None = None,
+            added_cond: dict | None = None, added_uncond: dict | None = None) -> torch.Tensor:
     """Denoise one batch; returns latents (not yet scaled for the VAE).
 
     `uncond` is None when no sample needs classifier-free guidance (guidance scale <= 1), which
-    skips the unconditional UNet pass as diffusers does.
+    skips the unconditional UNet pass as diffusers does. With `init_latents` (img2img) only the last
+    int(steps * strength) steps run, from those latents noised to the first of them, as in
+    StableDiffusionImg2ImgPipeline. A UNet with `time_cond_proj_dim` (an LCM-distilled checkpoint)
+    gets the guidance scale as an embedding, as diffusers gives it.
+
+    SDXL: `added_cond` / `added_uncond` are the UNet's added conditions of the prompt and of the
+    negative prompt ({"text_embeds": (B, P), "time_ids": (B, 6)}, see sdexp.sdxl.added_cond),
+    batched [uncond, cond] like the embeddings.
     """
     device, dtype = unet.device, cond.dtype
     scheduler.set_timesteps(steps, device=device)
-    latents = initial_latents(unet, scheduler, generators, height, width, dtype, device)
+    timesteps = scheduler.timesteps
+    if init_latents is None:
+        latents = initial_latents(unet, scheduler, generators, height, width, dtype, device)
+    else:
+        timesteps, latents = noised_init(scheduler, init_latents.to(device, dtype), generators, steps, strength)
     kwargs = step_kwargs(scheduler, generators)
     embeds = cond if uncond is None else torch.cat([uncond, cond])
     scale = torch.tensor(guidance, device=device, dtype=dtype).view(-1, 1, 1, 1)
-    for t in scheduler.timesteps:
+    added = added_cond if uncond is None or added_cond is None else \
+        {k: torch.cat([added_uncond[k], v]) for k, v in added_cond.items()}
+    timestep_cond = guidance_embedding(unet, guidance, device, dtype)
+    for t in timesteps:
         x = latents if uncond is None else torch.cat([latents] * 2)
         x = scheduler.scale_model_input(x, t)
-        noise = unet(x, t, encoder_hidden_states=embeds, return_dict=False)[0]
+        noise = unet(x, t, encoder_hidden_states=embeds, added_cond_kwargs=added, timestep_cond=timestep_cond,
+                     return_dict=False)[0]
         if uncond is not None:
             noise_uncond, noise_text = noise.chunk(2)
             noise = noise_uncond + scale * (noise_text - noise_uncond)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -81,7 +82,9 @@ def activate_lora(model, spec: LoraSpec | None, weight: float | None) -> None:
         from safetensors.torch import load_file
 
         try:
-            pipe.load_lora_weights(load_file(spec.source), adapter_name=name)
+            with warnings.catch_warnings():   # peft warns when a model gets a second adapter: intended here
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                pipe.load_lora_weights(load_file(spec.source), adapter_name=name)
         except (ValueError, KeyError, RuntimeError) as e:
             raise ValueError(f"lora={spec.name!r}: diffusers cannot apply {spec.source} to model "
                              f"{model.spec.name!r}: {e}") from None

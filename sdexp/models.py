@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
@@ -105,6 +105,7 @@ class LoadedModel:
     family: str = "sd1"         # "sd1" or "sdxl"
     tokenizer_2: Any = None     # SDXL's second tokenizer and text encoder
     text_encoder_2: Any = None
+    adapters: dict = field(default_factory=dict)   # LoRAs and embeddings loaded into it (lora.py, embeddings.py)
 
     @property
     def device(self) -> torch.device:

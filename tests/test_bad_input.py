@@ -36,6 +36,27 @@ CASES = [
     (["seed=abc"], ["seed='abc'", "-1 for random"]),
     (["run.batch_size=0"], ["run.batch_size=0", ">= 1"]),
     (["run.dtype=float8"], ["run.dtype='float8'", "bfloat16"]),
+    # the axes of LoRAs, embeddings, img2img, prompt S/R and size (files written by write_input_files)
+    (["lora=nope"], ["lora='nope'", "loras", "'none'"]),
+    (["lora=garbage.safetensors"], ["lora='garbage'", "not a readable .safetensors"]),
+    (["lora=two_keys.safetensors"], ["lora='two_keys'", "holds no LoRA weights"]),
+    (["lora=model.ckpt"], ["lora=", "unsupported file type '.ckpt'", ".safetensors"]),
+    (["+loras.styleA=missing.safetensors", "lora=styleA"], ["loras.styleA=", "file not found"]),
+    (["lora_weight=0.5,1"], ["lora_weight is swept", "no job sets a lora"]),
+    (["embedding=emb.pt", "prompt='a <embedding>'"], ["allow_pickle_embeddings", "weights_only=True"]),
+    (["embedding=two_keys.safetensors", "prompt='a <embedding>'"], ["embedding='two_keys'",
+                                                                    "not a textual-inversion embedding"]),
+    (["embedding=emb.safetensors", "prompt='a cat'"], ["embedding_token='<embedding>'", "neither the prompt"]),
+    (["init_image=missing.png"], ["init_image='missing.png'", "no such file"]),
+    (["init_image=notimage.png"], ["init_image=", "not a readable image"]),
+    (["init_image=init.png", "strength=0"], ["strength=0", "0 < strength <= 1"]),
+    (["init_image=init.png", "strength=1.5"], ["strength=1.5", "0 < strength <= 1"]),
+    (["init_image=init.png", "steps=2", "strength=0.3"], ["strength=0.3", "steps=2", "int(steps * strength) >= 1"]),
+    (["strength=0.3,0.6"], ["strength is swept", "init_image"]),
+    (["prompt_sr=[zebra,dog]"], ["prompt_sr", "'zebra'", "neither the prompt nor the negative prompt"]),
+    (["prompt_sr=[]"], ["prompt_sr=[]", "search text"]),
+    (["size=64by64"], ["size='64by64'", "WIDTHxHEIGHT"]),
+    (["size=65x64"], ["size=65", "multiple of 8"]),
 ]
 
 # rejected by Hydra at compose time (typed schema / unknown group option)
@@ -81,14 +102,37 @@ def no_model_loads(monkeypatch):
     monkeypatch.setattr("sdexp.sweep.ClipScorer", refuse)
 
 
+def write_input_files(folder) -> None:
+    """Files the cases name: good ones (an embedding, an image) and bad ones."""
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    (folder / "prompts.json").write_text("[]")
+    (folder / "garbage.safetensors").write_bytes(b"\x00" * 12 + b"not a safetensors file")
+    save_file({"a": torch.zeros(2), "b": torch.zeros(2)}, str(folder / "two_keys.safetensors"))
+    (folder / "model.ckpt").write_bytes(b"not read")
+    (folder / "emb.pt").write_bytes(b"not read")
+    save_file({"emb_params": torch.zeros(1, 32)}, str(folder / "emb.safetensors"))
+    (folder / "notimage.png").write_bytes(b"not an image")
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(folder / "init.png")
+
+
 @pytest.mark.parametrize("overrides,fragments", CASES, ids=[" ".join(c[0]) for c in CASES])
 def test_bad_input_is_reported_before_loading(overrides, fragments, compose_cfg, results_with_a_sweep,
                                               no_model_loads, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "prompts.json").write_text("[]")
+    write_input_files(tmp_path)
     before = tree_state(results_with_a_sweep)
+    swept = [o for o in overrides if "," in o and "[" not in o]     # value lists are one job per value
     with pytest.raises(ConfigError) as err:
-        run_sweep([compose_cfg([*overrides, "name=kept"])], log=lambda *a: None)
+        if swept:
+            key, values = swept[0].split("=", 1)
+            rest = [o for o in overrides if o != swept[0]]
+            cfgs = [compose_cfg([*rest, f"{key}={v}", "name=kept"]) for v in values.split(",")]
+            run_sweep(cfgs, [key], log=lambda *a: None)
+        else:
+            run_sweep([compose_cfg([*overrides, "name=kept"])], log=lambda *a: None)
     for fragment in fragments:
         assert fragment in str(err.value)
     assert tree_state(results_with_a_sweep) == before

@@ -85,6 +85,10 @@ class SdexpConfig:
     negative_prompt: str = ""
     width: int = "${model.width}"      # type: ignore[assignment]
     height: int = "${model.height}"    # type: ignore[assignment]
+    checkpoint: Optional[str] = None   # a name from `checkpoints` or a checkpoint file; overrides model.name/source
+    checkpoints: Dict[str, str] = field(default_factory=dict)  # name -> checkpoint file or folder
+    vae_file: Optional[str] = None     # a name from `vaes` or a VAE file; overrides vae.name/source
+    vaes: Dict[str, str] = field(default_factory=dict)         # name -> VAE file or folder
     size: Optional[str] = None         # "WxH" (e.g. 512x768); overrides width and height; an axis
     prompt_sr: Optional[List[str]] = None  # Prompt S/R: [search, replacement, ...]; the search text is the first value
     lora: Optional[str] = None         # a name from `loras`, a .safetensors path, or none

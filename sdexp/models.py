@@ -16,12 +16,14 @@ from typing import Any, Callable
 
 import torch
 
-from . import tiny
+from . import tiny, tiny_sdxl
 from .hashing import path_sha256
 
 FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+MODEL_BUILTINS = ("tiny", "tiny_sdxl")    # built-in model sources (sdexp.tiny, sdexp.tiny_sdxl)
+SDXL_PIPELINES = ("StableDiffusionXLPipeline",)
 
 
 @dataclass(frozen=True)
@@ -65,29 +67,62 @@ def classify_source(key: str, source: str, builtins: tuple[str, ...], allow_pick
     raise ValueError(f"{key}={source!r} is not a known name; {valid}")
 
 
-@lru_cache(maxsize=None)   # checked once per model, not once per job of a multirun
-def text_encoder_layers(spec: ModelSpec) -> int | None:
-    """Number of text-encoder layers read from configs alone (no weights), or None if unknown."""
-    kind = classify_source("model.source", spec.source, ("tiny",), spec.allow_pickle)
-    if kind == "builtin":
-        return tiny.TEXT_LAYERS
-    if kind == "folder":
-        config = Path(spec.source).expanduser() / "text_encoder" / "config.json"
-    elif kind == "file":
-        if spec.skeleton == "sd15":
-            return 12
-        config = Path(spec.skeleton).expanduser() / "text_encoder" / "config.json"
-    else:
+def _config_json(spec: ModelSpec, kind: str, name: str) -> dict | None:
+    """One JSON config of a folder, single-file skeleton or locally cached hub model (no weights)."""
+    if kind == "hub":
         try:
             from huggingface_hub import hf_hub_download
 
-            config = Path(hf_hub_download(spec.source, "text_encoder/config.json", local_files_only=True))
+            path = Path(hf_hub_download(spec.source, name, local_files_only=True))
         except Exception:
             return None
+    elif kind == "file":
+        from .single_file import SKELETONS_DIR
+
+        shipped = SKELETONS_DIR / spec.skeleton
+        path = (shipped if shipped.is_dir() else Path(spec.skeleton).expanduser()) / name
+    else:
+        path = Path(spec.source).expanduser() / name
     try:
-        return int(json.loads(config.read_text())["num_hidden_layers"])
-    except (OSError, KeyError, ValueError):
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+
+
+@lru_cache(maxsize=None)
+def model_family(spec: ModelSpec) -> str:
+    """The model's family, "sdxl" or "sd1", from configs alone (model_index.json; a file's skeleton).
+
+    A hub id that is not in the local cache is judged by its name ("xl" in it means SDXL)."""
+    kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
+    if kind == "builtin":
+        return "sdxl" if spec.source == "tiny_sdxl" else "sd1"
+    index = _config_json(spec, kind, "model_index.json")
+    if index is None:
+        return "sdxl" if kind == "hub" and "xl" in spec.source.lower() else "sd1"
+    return "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd1"
+
+
+@lru_cache(maxsize=None)   # checked once per model, not once per job of a multirun
+def text_encoder_layers(spec: ModelSpec) -> int | None:
+    """The largest valid clip skip, read from configs alone (no weights), or None if unknown.
+
+    SD1: the number of text-encoder layers. SDXL: min(layers of both text encoders) - 1, since
+    its clip skip 1 is already the penultimate layer (sdexp.sdxl)."""
+    from .sdxl import max_clip_skip
+
+    kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
+    sdxl = model_family(spec) == "sdxl"
+    if kind == "builtin":
+        return max_clip_skip(tiny_sdxl.TEXT_LAYERS) if sdxl else tiny.TEXT_LAYERS
+    layers = []
+    for name in ("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",):
+        config = _config_json(spec, kind, f"{name}/config.json")
+        try:
+            layers.append(int(config["num_hidden_layers"]))
+        except (TypeError, KeyError, ValueError):
+            return None
+    return max_clip_skip(layers) if sdxl else layers[0]
 
 
 @dataclass
@@ -132,29 +167,49 @@ def _hub_folder(repo_id: str) -> Path | None:
 
 def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channels_last: bool = False,
                compile: bool = False) -> LoadedModel:
-    """Load a checkpoint onto a device; on CUDA optionally channels_last memory and torch.compile."""
+    """Load a checkpoint onto a device; on CUDA optionally channels_last memory and torch.compile.
+
+    SDXL checkpoints load as StableDiffusionXLPipeline; their VAE stays in float32 when `dtype` is
+    float16 and the VAE config asks for it (`force_upcast`, SDXL's VAE overflows in float16), as
+    diffusers upcasts it to decode."""
     from .single_file import load_pipeline_file
 
-    kind = classify_source("model.source", spec.source, ("tiny",), spec.allow_pickle)
+    kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
     if kind == "file":
         pipe = load_pipeline_file(spec.source, skeleton=spec.skeleton, allow_pickle=spec.allow_pickle)
         source = str(Path(spec.source).expanduser().resolve())
         model_hash = path_sha256(Path(source))
         vae_hash = model_hash
     else:
+        family = model_family(spec)
         if kind == "builtin":
-            folder = tiny.tiny_model_folder()
+            folder = tiny_sdxl.tiny_sdxl_folder() if family == "sdxl" else tiny.tiny_model_folder()
         elif kind == "folder":
             folder = Path(spec.source).expanduser().resolve()
         else:
+            from diffusers import DiffusionPipeline
+
             folder = None
+            index = DiffusionPipeline.load_config(spec.source)   # the hub's model_index.json
+            family = "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd1"
         source = str(folder) if folder else spec.source
-        pipe = _pipeline_from_pretrained(source, spec.allow_pickle, dtype)
+        if family == "sdxl":
+            from diffusers import StableDiffusionXLPipeline
+
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                source, use_safetensors=not spec.allow_pickle, dtype=dtype, add_watermarker=False)
+        else:
+            pipe = _pipeline_from_pretrained(source, spec.allow_pickle, dtype)
         folder = folder or _hub_folder(spec.source)
         model_hash = path_sha256(folder) if folder else ""
         vae_hash = path_sha256(folder / "vae") if folder and (folder / "vae").is_dir() else model_hash
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.to(device=device, dtype=dtype).eval()
+    text_encoder_2 = getattr(pipe, "text_encoder_2", None)
+    family = "sdxl" if text_encoder_2 is not None else "sd1"
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder, text_encoder_2):
+        if module is not None:
+            module.to(device=device, dtype=dtype).eval()
+    if family == "sdxl" and dtype == torch.float16 and pipe.vae.config.get("force_upcast", False):
+        pipe.vae.to(dtype=torch.float32)
     if channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
     if compile:  # batches are grouped by shape, so a sweep compiles once per batch shape
@@ -162,7 +217,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channe
     return LoadedModel(
         spec=spec, tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, unet=pipe.unet, vae=pipe.vae,
         scheduler_config=dict(pipe.scheduler.config), source=source, hash=model_hash, vae_hash=vae_hash,
-        pipe=pipe,
+        pipe=pipe, family=family, tokenizer_2=getattr(pipe, "tokenizer_2", None), text_encoder_2=text_encoder_2,
     )
 
 

@@ -20,7 +20,8 @@ from .metrics.registry import METRICS
 from .embeddings import EmbeddingSpec, resolve_embedding, strip_token
 from .img2img import InitImage, init_images, steps_run
 from .lora import LoraSpec, resolve_lora
-from .models import ModelSpec, VaeSpec, classify_source, text_encoder_layers
+from .models import MODEL_BUILTINS, ModelSpec, VaeSpec, classify_source, text_encoder_layers
+from .named_files import OFF_VALUES
 from .prompts import prompt_set, search_replace
 from .samplers import get_sampler
 
@@ -125,12 +126,13 @@ def _check(cond: bool, message: str, errors: list[str]) -> None:
 def check_job(cfg: DictConfig) -> list[str]:
     """Every problem of one job config, as messages naming key, value and valid choices."""
     errors: list[str] = []
+    failed: set[str] = set()
     for key, fn in (
         ("sampler", lambda: get_sampler(cfg.sampler)),
-        ("model.source", lambda: classify_source("model.source", cfg.model.source, ("tiny",),
-                                                 cfg.model.allow_pickle)),
-        ("vae.source", lambda: cfg.vae.source is None or classify_source(
-            "vae.source", cfg.vae.source, tiny.TINY_VAES, cfg.vae.allow_pickle)),
+        ("model.source", lambda: classify_source(_source_key(cfg, "checkpoint", "model.source"),
+                                                 _model_spec(cfg).source, MODEL_BUILTINS, cfg.model.allow_pickle)),
+        ("vae.source", lambda: _vae_spec(cfg).source is None or classify_source(
+            _source_key(cfg, "vae_file", "vae.source"), _vae_spec(cfg).source, tiny.TINY_VAES, cfg.vae.allow_pickle)),
         ("prompts", lambda: prompt_set(cfg.prompt, cfg.prompts["items"], cfg.prompts.file)),
         ("seed", lambda: _seeds(cfg.seed)),
         ("size", lambda: _size(cfg)),
@@ -143,6 +145,7 @@ def check_job(cfg: DictConfig) -> list[str]:
             fn()
         except ValueError as e:
             errors.append(str(e))
+            failed.add(key)
     if cfg.init_image not in (None, "", "none", "None"):
         _check(0 < cfg.strength <= 1 and steps_run(cfg.steps, cfg.strength) >= 1,
                f"strength={cfg.strength} is not valid with steps={cfg.steps}; valid: 0 < strength <= 1 with "
@@ -154,7 +157,7 @@ def check_job(cfg: DictConfig) -> list[str]:
             key = "size" if cfg.size is not None else key
             _check(v > 0 and v % 8 == 0, f"{key}={v} must be a positive multiple of 8 (e.g. {max(8, v // 8 * 8)})",
                    errors)
-    if not any("model.source" in e for e in errors):
+    if "model.source" not in failed:
         layers = text_encoder_layers(_model_spec(cfg))
         hi = layers if layers else "number of text-encoder layers"
         _check(cfg.clip_skip >= 1 and (layers is None or cfg.clip_skip <= layers),
@@ -177,14 +180,35 @@ def check_job(cfg: DictConfig) -> list[str]:
     return errors
 
 
+def _source_key(cfg, key: str, default: str) -> str:
+    """The key an error names: `checkpoint`/`vae_file` (or its table entry) when set, else model/vae.source."""
+    value = cfg[key]
+    if value in OFF_VALUES:
+        return default
+    table = "checkpoints" if key == "checkpoint" else "vaes"
+    return f"{table}.{value}" if value in (cfg[table] or {}) else key
+
+
+def _named_source(value, table) -> tuple[str, str] | None:
+    """(name, source) of a `checkpoint`/`vae_file` value: a name from its table, else a path (name: stem)."""
+    if value in OFF_VALUES:
+        return None
+    value = str(value)
+    if value in (table or {}):
+        return value, str(table[value])
+    return Path(value).stem, value
+
+
 def _model_spec(cfg) -> ModelSpec:
     m = cfg.model
-    return ModelSpec(m.name, str(m.source), str(m.skeleton), bool(m.allow_pickle))
+    name, source = _named_source(cfg.checkpoint, cfg.checkpoints) or (m.name, m.source)
+    return ModelSpec(name, str(source), str(m.skeleton), bool(m.allow_pickle))
 
 
 def _vae_spec(cfg) -> VaeSpec:
     v = cfg.vae
-    return VaeSpec(v.name, None if v.source is None else str(v.source), str(v.skeleton), bool(v.allow_pickle))
+    name, source = _named_source(cfg.vae_file, cfg.vaes) or (v.name, v.source)
+    return VaeSpec(name, None if source is None else str(source), str(v.skeleton), bool(v.allow_pickle))
 
 
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
@@ -246,6 +270,8 @@ def axis_of_override(key: str) -> str | None:
     key = key.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
     if key in ("prompts",):
         return "prompt"
+    if key in ("checkpoint", "vae_file"):
+        return {"checkpoint": "model", "vae_file": "vae"}[key]
     return key if key in AXES else None
 
 
@@ -272,6 +298,17 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
     if len(folders) > 1:
         raise ConfigError(f"name/results_root must be the same for every job of one sweep; got {sorted(folders)}")
     cells = list(dict.fromkeys(c for cfg in cfgs for c in job_cells(cfg)))
+    for axis in ("model", "vae", "lora", "embedding", "init_image"):
+        by_name: dict = {}
+        for c in cells:
+            value = getattr(c, axis)
+            if value is not None:
+                by_name.setdefault(value.name, set()).add(value.source)
+        clash = {n: sorted(map(str, v)) for n, v in by_name.items() if len(v) > 1}
+        if clash:
+            name, sources = next(iter(clash.items()))
+            raise ConfigError(f"{axis} name {name!r} stands for several files {sources}; grids and rows could not "
+                              f"tell them apart; give each its own name (e.g. a table such as checkpoints/vaes/loras)")
     swept_keys = {axis_of_override(k) for k in override_keys}
     for axis, needs, what in (("strength", "init_image", "init_image (img2img)"), ("lora_weight", "lora", "a lora")):
         if axis in swept_keys and not any(getattr(c, needs) for c in cells):

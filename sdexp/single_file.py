@@ -1,4 +1,4 @@
-"""Single-file Stable Diffusion 1.x checkpoints (CompVis / AUTOMATIC1111 layout), offline.
+"""Single-file Stable Diffusion 1.x and XL checkpoints (CompVis / Stability / A1111 layout), offline.
 
 Loading goes through diffusers' `from_single_file` with `config=` a local "skeleton" folder
 holding only JSON configs and tokenizer files, so nothing is fetched from a hub. Loading never
@@ -6,11 +6,13 @@ executes code from a file: `.safetensors` always; pickles (`.ckpt`, `.pt`, `.pth
 `allow_pickle=True`, then read with `torch.load(weights_only=True)` and converted to safetensors.
 
 Exporting is the inverse of diffusers' single-file conversion: diffusers module names are mapped
-to the original ones, deriving block counts from each model's config.
+to the original ones, deriving block counts from each model's config. SDXL's second text encoder
+is written in the OpenCLIP layout (fused q/k/v, `resblocks`, a transposed `text_projection`).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -29,6 +31,8 @@ VALID_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
 
 # Renames of the parameter names inside one module, diffusers -> original.
 _UNET_RESNET = {
@@ -37,6 +41,11 @@ _UNET_RESNET = {
 }
 _VAE_RESNET = {"conv_shortcut": "nin_shortcut"}
 _VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+_OPEN_CLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj",
+                    "self_attn.out_proj": "attn.out_proj"}
+_OPEN_CLIP_TOP = {"embeddings.token_embedding.weight": "token_embedding.weight",
+                  "embeddings.position_embedding.weight": "positional_embedding",
+                  "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
 
 
 # --- skeleton config folders -------------------------------------------------------------------
@@ -55,7 +64,8 @@ def skeleton_folder(name_or_path: str) -> Path:
 
         def build(folder: Path) -> None:
             shutil.copytree(shipped, folder, dirs_exist_ok=True)
-            tiny.write_clip_tokenizer_files(folder / "tokenizer")
+            for sub in shipped.glob("tokenizer*"):   # SDXL has tokenizer and tokenizer_2
+                tiny.write_clip_tokenizer_files(folder / sub.name)
 
         # keyed by the shipped files' content, so an edited skeleton is never served stale
         return tiny.build_once(tiny.cache_root() / "skeletons" / f"{name_or_path}-{digest.hexdigest()[:12]}", build)
@@ -91,7 +101,7 @@ def _rename(state_dict: dict, modules: dict[str, tuple[str, dict]], what: str) -
 
 
 def unet_to_original(state_dict: dict, config) -> dict:
-    """UNet2DConditionModel (SD1 block layout) state dict -> `model.diffusion_model` keys, unprefixed."""
+    """UNet2DConditionModel (SD1 or SDXL block layout) state dict -> `model.diffusion_model` keys, unprefixed."""
     n, per = len(config["block_out_channels"]), config["layers_per_block"]
     m = {
         "conv_in": ("input_blocks.0.0", {}),
@@ -100,6 +110,7 @@ def unet_to_original(state_dict: dict, config) -> dict:
         "mid_block.attentions.0": ("middle_block.1", {}),
         "mid_block.resnets.1": ("middle_block.2", _UNET_RESNET),
         "conv_norm_out": ("out.0", {}), "conv_out": ("out.2", {}),
+        "add_embedding.linear_1": ("label_emb.0.0", {}), "add_embedding.linear_2": ("label_emb.0.2", {}),  # SDXL
     }
     for i in range(n):
         # Down level i: `per` (resnet, attention) pairs, then a downsampler except at the bottom.
@@ -150,18 +161,50 @@ def clip_to_original(state_dict: dict) -> dict:
     return {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in state_dict.items()}
 
 
+def open_clip_to_original(state_dict: dict) -> dict:
+    """CLIPTextModelWithProjection state dict -> OpenCLIP text keys (SDXL's `conditioner.embedders.1.model.`)."""
+    out = {}
+    for key, tensor in state_dict.items():
+        name = key.removeprefix("text_model.")
+        if name in _OPEN_CLIP_TOP:
+            out[_OPEN_CLIP_TOP[name]] = tensor
+        elif name == "text_projection.weight":
+            out["text_projection"] = tensor.T.contiguous()   # OpenCLIP computes x @ text_projection
+        elif name.startswith("encoder.layers."):
+            layer, rest = name.removeprefix("encoder.layers.").split(".", 1)
+            if rest.startswith(("self_attn.k_proj.", "self_attn.v_proj.")):
+                continue                                      # fused into in_proj with q_proj below
+            if rest.startswith("self_attn.q_proj."):
+                tensor = torch.cat([state_dict[key.replace("q_proj", p)] for p in ("q_proj", "k_proj", "v_proj")])
+                rest = "attn.in_proj_" + rest.rsplit(".", 1)[1]
+            else:
+                old = next((o for o in _OPEN_CLIP_LAYER if rest.startswith(o + ".")), None)
+                if old is None:
+                    raise ValueError(f"text_encoder_2: no OpenCLIP name for parameter {key!r}")
+                rest = _OPEN_CLIP_LAYER[old] + rest[len(old):]
+            out[f"transformer.resblocks.{layer}.{rest}"] = tensor
+        else:
+            raise ValueError(f"text_encoder_2: no OpenCLIP name for parameter {key!r}")
+    return out
+
+
 def _save(tensors: dict, path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
 
 
 def save_original_checkpoint(pipe, path) -> None:
-    """Write a StableDiffusionPipeline's UNet, VAE and text encoder to one original-layout .safetensors."""
+    """Write a StableDiffusionPipeline's (or StableDiffusionXLPipeline's) UNet, VAE and text encoders
+    to one original-layout .safetensors."""
+    text_encoder_2 = getattr(pipe, "text_encoder_2", None)
+    parts = [(UNET_PREFIX, unet_to_original(pipe.unet.state_dict(), pipe.unet.config)),
+             (VAE_PREFIX, vae_to_original(pipe.vae.state_dict(), pipe.vae.config))]
+    if text_encoder_2 is None:
+        parts.append((CLIP_PREFIX, clip_to_original(pipe.text_encoder.state_dict())))
+    else:
+        parts.append((SDXL_CLIP_PREFIX, clip_to_original(pipe.text_encoder.state_dict())))
+        parts.append((SDXL_OPEN_CLIP_PREFIX, open_clip_to_original(text_encoder_2.state_dict())))
     tensors = {}
-    for prefix, part in (
-        (UNET_PREFIX, unet_to_original(pipe.unet.state_dict(), pipe.unet.config)),
-        (VAE_PREFIX, vae_to_original(pipe.vae.state_dict(), pipe.vae.config)),
-        (CLIP_PREFIX, clip_to_original(pipe.text_encoder.state_dict())),
-    ):
+    for prefix, part in parts:
         tensors.update({prefix + k: v for k, v in part.items()})
     _save(tensors, path)
 
@@ -230,13 +273,27 @@ def _safetensors_file(path, allow_pickle: bool) -> Path:
     return _pickle_to_safetensors(path)
 
 
+def skeleton_is_sdxl(folder) -> bool:
+    """Whether a config folder describes a StableDiffusionXLPipeline (its model_index.json says so)."""
+    try:
+        index = json.loads((Path(folder) / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return index.get("_class_name") == "StableDiffusionXLPipeline"
+
+
 def load_pipeline_file(path, skeleton: str = "sd15", allow_pickle: bool = False):
-    """A StableDiffusionPipeline from one original-layout checkpoint file, configured by `skeleton`."""
-    from diffusers import StableDiffusionPipeline
+    """A StableDiffusionPipeline, or a StableDiffusionXLPipeline when the skeleton is SDXL's, from one
+    original-layout checkpoint file, configured by `skeleton`."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     file = _safetensors_file(path, allow_pickle)
+    folder = skeleton_folder(skeleton)
+    if skeleton_is_sdxl(folder):
+        return StableDiffusionXLPipeline.from_single_file(
+            str(file), config=str(folder), local_files_only=True, add_watermarker=False)
     return StableDiffusionPipeline.from_single_file(
-        str(file), config=str(skeleton_folder(skeleton)), local_files_only=True,
+        str(file), config=str(folder), local_files_only=True,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
 

@@ -20,7 +20,7 @@ from .metrics.registry import METRICS
 from .embeddings import EmbeddingSpec, resolve_embedding, strip_token
 from .img2img import InitImage, init_images, steps_run
 from .lora import LoraSpec, resolve_lora
-from .models import MODEL_BUILTINS, ModelSpec, VaeSpec, classify_source, text_encoder_layers
+from .models import MODEL_BUILTINS, ModelSpec, VaeSpec, classify_source, model_family, text_encoder_layers
 from .named_files import OFF_VALUES
 from .prompts import prompt_set, search_replace
 from .samplers import get_sampler
@@ -158,11 +158,13 @@ def check_job(cfg: DictConfig) -> list[str]:
             _check(v > 0 and v % 8 == 0, f"{key}={v} must be a positive multiple of 8 (e.g. {max(8, v // 8 * 8)})",
                    errors)
     if "model.source" not in failed:
-        layers = text_encoder_layers(_model_spec(cfg))
+        spec = _model_spec(cfg)
+        layers = text_encoder_layers(spec)
         hi = layers if layers else "number of text-encoder layers"
+        meaning = ("1 = SDXL's default, the penultimate layer of both text encoders" if model_family(spec) == "sdxl"
+                   else "1 = last layer, 2 = penultimate")
         _check(cfg.clip_skip >= 1 and (layers is None or cfg.clip_skip <= layers),
-               f"clip_skip={cfg.clip_skip} is out of range; valid: 1..{hi} (1 = last layer, 2 = penultimate)",
-               errors)
+               f"clip_skip={cfg.clip_skip} is out of range; valid: 1..{hi} ({meaning})", errors)
     run = cfg.run
     bs = run.batch_size
     _check(bs == "auto" or (isinstance(bs, int) and not isinstance(bs, bool) and bs >= 1),

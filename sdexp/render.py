@@ -17,6 +17,7 @@ from .denoise import decode, denoise
 from .embeddings import embedding_hash, text_for_encoder
 from .encode import encode_prompts
 from .img2img import encode_init, image_tensor
+from .sdxl import added_cond, encode_prompts_sdxl
 from .lora import activate_lora, addnet_hash, lora_touches_text_encoder
 from .metadata import a1111_parameters
 from .batching import run_split_on_oom
@@ -60,19 +61,30 @@ def plan_batches(cells: list[Cell], batch_size: int) -> list[Batch]:
 
 
 class EncodingCache:
-    """Prompt embeddings keyed by model, text-encoder state (a LoRA that touches it), text and clip skip."""
+    """Prompt embeddings keyed by model, text-encoder state (a LoRA that touches it), clip skip and text.
+
+    SDXL entries hold (embeddings, pooled); its empty negative prompt is zeros, as A1111 makes it."""
 
     def __init__(self):
-        self._cache: dict[tuple, torch.Tensor] = {}
+        self._cache: dict[tuple, tuple] = {}
 
-    def get(self, model: LoadedModel, texts: list[str], clip_skip: int, state=None) -> torch.Tensor:
-        key = (model.spec, state, clip_skip)
+    def get(self, model: LoadedModel, texts: list[str], clip_skip: int, state=None,
+            negative: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        sdxl = model.family == "sdxl"
+        key = (model.spec, state, clip_skip, negative and sdxl)
         missing = [t for t in dict.fromkeys(texts) if key + (t,) not in self._cache]
         if missing:
-            embs = encode_prompts(model.tokenizer, model.text_encoder, missing, clip_skip)
-            for t, e in zip(missing, embs):
-                self._cache[key + (t,)] = e
-        return torch.stack([self._cache[key + (t,)] for t in texts])
+            if sdxl:
+                embs, pooled = encode_prompts_sdxl((model.tokenizer, model.tokenizer_2),
+                                                   (model.text_encoder, model.text_encoder_2), missing,
+                                                   clip_skip, zero_empty=negative)
+            else:
+                embs, pooled = encode_prompts(model.tokenizer, model.text_encoder, missing, clip_skip), None
+            for i, t in enumerate(missing):
+                self._cache[key + (t,)] = (embs[i], None if pooled is None else pooled[i])
+        found = [self._cache[key + (t,)] for t in texts]
+        return (torch.stack([e for e, _ in found]),
+                torch.stack([p for _, p in found]) if sdxl else None)
 
     def drop_other_models(self, keep) -> None:
         self._cache = {k: v for k, v in self._cache.items() if k[0] == keep}
@@ -83,19 +95,23 @@ def guided(model: LoadedModel, cell: Cell) -> bool:
     return cell.cfg > 1 and getattr(model.unet.config, "time_cond_proj_dim", None) is None
 
 
-def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell]):
-    """Conditional (and, with guidance, unconditional) embeddings; the batch shares one LoRA state."""
+def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell]) -> dict:
+    """The denoise's conditioning: cond and uncond embeddings (uncond None without guidance) and, for
+    SDXL, the added conditions of each. The batch shares one LoRA state and one size."""
     state = (cells[0].lora, cells[0].lora_weight) if lora_touches_text_encoder(model, cells[0].lora) else None
 
-    def embed(cell: Cell, text: str):
-        return enc.get(model, [text_for_encoder(model, cell.embedding, cell.embedding_token, text)],
-                       cell.clip_skip, state)
+    def embed(texts_of, negative=False):
+        parts = [enc.get(model, [text_for_encoder(model, c.embedding, c.embedding_token, texts_of(c))],
+                         c.clip_skip, state, negative) for c in cells]
+        embeds = torch.cat([e for e, _ in parts])
+        pooled = torch.cat([p for _, p in parts]) if model.family == "sdxl" else None
+        return embeds, (None if pooled is None else added_cond(pooled, cells[0].height, cells[0].width))
 
-    cond = torch.cat([embed(c, c.prompt) for c in cells])
-    if not guided(model, cells[0]):
-        return cond, None
-    uncond = torch.cat([embed(c, c.negative_prompt) for c in cells])
-    return cond, uncond
+    cond, added = embed(lambda c: c.prompt)
+    out = {"cond": cond, "uncond": None, "added_cond": added, "added_uncond": None}
+    if guided(model, cells[0]):
+        out["uncond"], out["added_uncond"] = embed(lambda c: c.negative_prompt, negative=True)
+    return out
 
 
 def png_with_parameters(array, text: str) -> Image.Image:
@@ -115,12 +131,13 @@ def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell], va
     lead = cells[0]
     sampler = get_sampler(lead.sampler)
     activate_lora(model, lead.lora, lead.lora_weight)
-    cond, uncond = batch_embeddings(enc, model, cells)
+    emb = batch_embeddings(enc, model, cells)
     scheduler = build_scheduler(sampler, model.scheduler_config, [c.seed for c in cells])
     generators = [torch.Generator("cpu").manual_seed(c.seed) for c in cells]
     init = _init_latents(cells, generators, vae_of) if lead.init_image else None
-    return denoise(model.unet, scheduler, cond, uncond, [c.cfg for c in cells], generators,
-                   lead.steps, lead.height, lead.width, init_latents=init, strength=lead.strength)
+    return denoise(model.unet, scheduler, emb["cond"], emb["uncond"], [c.cfg for c in cells], generators,
+                   lead.steps, lead.height, lead.width, init_latents=init, strength=lead.strength,
+                   added_cond=emb["added_cond"], added_uncond=emb["added_uncond"])
 
 
 def _init_latents(cells: list[Cell], generators, vae_of) -> torch.Tensor:

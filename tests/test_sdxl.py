@@ -387,3 +387,48 @@ def test_shipped_sdxl_skeleton(tmp_path, monkeypatch):
         expected = model.state_dict()
         assert converted.keys() == expected.keys()
         assert all(converted[k].shape == expected[k].shape for k in expected)
+
+
+# ---- the engine on SDXL: prompts in, PNGs out, as plain diffusers renders them ---------------------
+
+def test_engine_renders_sdxl_like_the_pipeline_from_prompts(pipe, base_config):
+    """sdexp's engine from text (empty negative prompt zeroed as A1111 does) against
+    StableDiffusionXLPipeline given the same text and no negative prompt (its force-zeros path)."""
+    from render_helpers import render_cells
+    from sdexp.plan import Cell
+    from sdexp.models import VaeSpec
+
+    spec = ModelSpec("tiny_sdxl", "tiny_sdxl")
+    cells = [Cell(spec, VaeSpec("Automatic", None), "Euler", STEPS, cfg, skip, SEED, PROMPT, "", SIZE, SIZE)
+             for cfg in (1.0, CFG) for skip in (1, 2)]
+    images = render_cells(cells)
+    for c in [c for c in cells if c.clip_skip == 1 or c.cfg <= 1]:   # diffusers' negative ignores clip skip
+        pipe.scheduler = build_scheduler(get_sampler("euler"), base_config, [SEED])
+        ref = pipe(prompt=PROMPT, num_inference_steps=STEPS, guidance_scale=c.cfg, height=SIZE, width=SIZE,
+                   clip_skip=None if c.clip_skip == 1 else c.clip_skip - 1,
+                   generator=torch.Generator("cpu").manual_seed(SEED), output_type="np").images[0]
+        assert max_diff(images[c], (ref * 255).round().astype("uint8")) <= PIPELINE_PIXEL_TOL
+
+
+def test_sdxl_takes_a_diffusers_lora_and_refuses_an_sd1_embedding(pipe, base_config, tmp_path):
+    from adapter_files import embedding_vectors, write_a1111_safetensors, write_diffusers_lora
+    from render_helpers import render_cells
+    from sdexp.embeddings import EmbeddingSpec
+    from sdexp.lora import LoraSpec
+    from sdexp.models import VaeSpec
+    from sdexp.plan import Cell
+
+    path = write_diffusers_lora(tmp_path / "lora", pipe)
+    spec = ModelSpec("tiny_sdxl", "tiny_sdxl")
+    auto = VaeSpec("Automatic", None)
+    lora = LoraSpec("xl", str(path))
+    cells = [Cell(spec, auto, "Euler", STEPS, CFG, 1, SEED, PROMPT, "", SIZE, SIZE, lora=lora, lora_weight=w)
+             for w in (0.0, 1.0)]
+    images = render_cells(cells)
+    assert max_diff(images[cells[0]], images[cells[1]]) > 0
+
+    emb = EmbeddingSpec("sd1", str(write_a1111_safetensors(tmp_path / "sd1.safetensors",
+                                                           embedding_vectors(pipe.text_encoder))), "<e>")
+    bad = Cell(spec, auto, "Euler", STEPS, CFG, 1, SEED, "a <e>", "", SIZE, SIZE, embedding=emb, embedding_token="<e>")
+    with pytest.raises(ValueError, match="embedding='sd1'.*SD1 embedding.*clip_l and clip_g"):
+        render_cells([bad])

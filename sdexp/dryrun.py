@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .img2img import steps_run
 from .plan import Cell, Plan
 from .render import plan_batches
 from .samplers import build_scheduler, get_sampler
@@ -23,8 +24,12 @@ def unet_calls(sampler: str, steps: int) -> int:
 
 
 def unet_evaluations(cell: Cell) -> int:
-    """UNet sample-evaluations of one trajectory: calls x 2 with classifier-free guidance."""
-    return unet_calls(cell.sampler, cell.steps) * (2 if cell.cfg > 1 else 1)
+    """UNet sample-evaluations of one trajectory: calls x 2 with classifier-free guidance; img2img runs
+    the last int(steps * strength) of the steps."""
+    calls = unet_calls(cell.sampler, cell.steps)
+    if cell.strength is not None:
+        calls = calls * steps_run(cell.steps, cell.strength) // cell.steps
+    return calls * (2 if cell.cfg > 1 else 1)
 
 
 def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int) -> dict:

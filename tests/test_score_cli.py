@@ -18,8 +18,9 @@ from sdexp.score import main
 from helpers import run_cli, tree_state
 from metrics_helpers import copy_scored, copy_sweep, random_inception, reference_folder
 
-GROUP_COLUMNS = ["sweep", "metric", "statistic", "grouping", "group", "cell_id", "model", "vae", "sampler", "steps",
-                 "cfg", "clip_skip", "seed", "prompt", "negative_prompt", "width", "height", "value", "ci_low",
+GROUP_COLUMNS = ["sweep", "metric", "statistic", "grouping", "group", "cell_id", "model", "vae", "lora", "lora_weight",
+                 "embedding", "sampler", "steps", "cfg", "clip_skip", "init_image", "strength", "prompt_sr", "seed",
+                 "prompt", "negative_prompt", "width", "height", "size", "value", "ci_low",
                  "ci_high", "std", "confidence", "n", "n_reference", "reference", "reference_kind", "reference_hash",
                  "feature_extractor", "resize", "subset_size", "implementation", "implementation_version",
                  "sdexp_version", "warning"]

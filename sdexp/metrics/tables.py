@@ -22,7 +22,8 @@ from ..axes import AXES
 
 AXIS_TYPES = {"model": pa.string(), "vae": pa.string(), "sampler": pa.string(), "steps": pa.int64(),
               "cfg": pa.float64(), "clip_skip": pa.int64(), "seed": pa.int64(), "prompt": pa.string(),
-              "negative_prompt": pa.string(), "width": pa.int64(), "height": pa.int64()}
+              "negative_prompt": pa.string(), "width": pa.int64(), "height": pa.int64(),
+              "lora_weight": pa.float64(), "strength": pa.float64()}   # other axes: strings
 
 GROUP_SCHEMA = pa.schema(
     [("sweep", pa.string()), ("metric", pa.string()), ("statistic", pa.string()), ("grouping", pa.string()),

@@ -22,6 +22,7 @@ from .img2img import InitImage, init_images, steps_run
 from .lora import LoraSpec, resolve_lora
 from .models import MODEL_BUILTINS, ModelSpec, VaeSpec, classify_source, model_family, text_encoder_layers
 from .named_files import OFF_VALUES
+from .single_file import detect_skeleton
 from .prompts import prompt_set, search_replace
 from .samplers import get_sampler
 
@@ -201,10 +202,21 @@ def _named_source(value, table) -> tuple[str, str] | None:
     return Path(value).stem, value
 
 
+def _default_side(spec: ModelSpec) -> int | None:
+    try:
+        kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
+        return 64 if kind == "builtin" else FAMILY_SIDE[model_family(spec)]
+    except ValueError:      # a bad source is reported by check_job
+        return None
+
+
 def _model_spec(cfg) -> ModelSpec:
     m = cfg.model
     name, source = _named_source(cfg.checkpoint, cfg.checkpoints) or (m.name, m.source)
-    return ModelSpec(name, str(source), str(m.skeleton), bool(m.allow_pickle))
+    skeleton = str(m.skeleton)
+    if skeleton == "sd15" and cfg.checkpoint not in OFF_VALUES:
+        skeleton = detect_skeleton(str(source)) or skeleton   # an SDXL file needs no model.skeleton=sdxl
+    return ModelSpec(name, str(source), skeleton, bool(m.allow_pickle))
 
 
 def _vae_spec(cfg) -> VaeSpec:
@@ -216,10 +228,22 @@ def _vae_spec(cfg) -> VaeSpec:
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
 
+FAMILY_SIDE = {"sd1": 512, "sdxl": 1024}   # the size each family was trained at
+
+
 def _size(cfg) -> tuple[int, int]:
-    """(width, height): from `size` ("WxH") when given, else from width and height."""
+    """(width, height): from `size` ("WxH") when given, else from width and height. Width and height
+    not set by the user follow the model: with `checkpoint`, the checkpoint's family (512 for SD1,
+    1024 for SDXL, 64 for the tiny models) replaces the model group's size."""
     if cfg.size is None:
-        return int(cfg.width), int(cfg.height)
+        width, height = int(cfg.width), int(cfg.height)
+        if cfg.checkpoint not in OFF_VALUES:
+            side = _default_side(_model_spec(cfg))
+            if side and OmegaConf.is_interpolation(cfg, "width"):
+                width = side
+            if side and OmegaConf.is_interpolation(cfg, "height"):
+                height = side
+        return width, height
     m = _SIZE.fullmatch(str(cfg.size))
     if not m:
         raise ValueError(f"size={cfg.size!r} is not valid; valid: WIDTHxHEIGHT such as 512x768")

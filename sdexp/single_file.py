@@ -17,6 +17,7 @@ import os
 import pickle
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -46,6 +47,30 @@ _OPEN_CLIP_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "ml
 _OPEN_CLIP_TOP = {"embeddings.token_embedding.weight": "token_embedding.weight",
                   "embeddings.position_embedding.weight": "positional_embedding",
                   "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
+
+
+def detect_skeleton(path: str) -> str | None:
+    """'sdxl' or 'sd15' for an original-layout .safetensors checkpoint, from its tensor names alone
+    (SDXL files hold a second text encoder under conditioner.embedders.1); None if unknown."""
+    if not str(path).lower().endswith(".safetensors") or not Path(path).expanduser().is_file():
+        return None
+    return _detect(str(Path(path).expanduser().resolve()))
+
+
+@lru_cache(maxsize=None)
+def _detect(path: str) -> str | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            keys = list(f.keys())
+    except Exception:  # noqa: BLE001  (an unreadable file is reported when it loads)
+        return None
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "sdxl"
+    if any(k.startswith(UNET_PREFIX) for k in keys):
+        return "sd15"
+    return None
 
 
 # --- skeleton config folders -------------------------------------------------------------------

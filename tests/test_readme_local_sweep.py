@@ -58,7 +58,9 @@ def test_readme_local_files_sweep_runs_as_written(models, tmp_path):
     from sdexp import tiny
 
     # the tiny files need the tiny model's configs where real SD1.5 files use the shipped skeleton
-    skeletons = [f"model.skeleton={tiny.tiny_model_folder()}", f"vae.skeleton={tiny.tiny_vae_folder('tiny_alt')}"]
+    # (and render at 64x64, where real SD1.5 files default to 512x512)
+    skeletons = [f"model.skeleton={tiny.tiny_model_folder()}", f"vae.skeleton={tiny.tiny_vae_folder('tiny_alt')}",
+                 "size=64x64"]
     run_cli([*args, *skeletons, f"results_root={tmp_path / 'results'}", "run.progress=false"], cwd=tmp_path)
 
     import sdexp

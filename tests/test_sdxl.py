@@ -432,3 +432,17 @@ def test_sdxl_takes_a_diffusers_lora_and_refuses_an_sd1_embedding(pipe, base_con
     bad = Cell(spec, auto, "Euler", STEPS, CFG, 1, SEED, "a <e>", "", SIZE, SIZE, embedding=emb, embedding_token="<e>")
     with pytest.raises(ValueError, match="embedding='sd1'.*SD1 embedding.*clip_l and clip_g"):
         render_cells([bad])
+
+
+def test_checkpoint_axis_detects_an_sdxl_file_and_its_size(sdxl_checkpoint, compose_cfg):
+    """`checkpoint=<SDXL file>` needs no model.skeleton: the file's tensor names say SDXL, and an
+    SDXL checkpoint defaults to 1024x1024 unless width, height or size are given."""
+    from sdexp.plan import make_plan
+
+    plan = make_plan([compose_cfg([f"checkpoint={sdxl_checkpoint}", "prompts=single"])])
+    c = plan.cells[0]
+    assert c.model.skeleton == "sdxl" and (c.width, c.height) == (1024, 1024)
+    plan = make_plan([compose_cfg([f"checkpoint={sdxl_checkpoint}", "prompts=single", "width=768"])])
+    assert (plan.cells[0].width, plan.cells[0].height) == (768, 1024)
+    plan = make_plan([compose_cfg(["prompts=single"])])          # the model group's own size
+    assert (plan.cells[0].width, plan.cells[0].height) == (64, 64)

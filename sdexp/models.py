@@ -244,7 +244,11 @@ def load_vae(spec: VaeSpec, model: LoadedModel) -> tuple[Any, str, str]:
         vae = AutoencoderKL.from_pretrained(source, use_safetensors=not spec.allow_pickle)
         folder = folder or _hub_folder(spec.source)
         vae_hash = path_sha256(folder) if folder else ""
-    vae.to(device=model.unet.device, dtype=model.unet.dtype).eval()
+    # an SDXL VAE that overflows in float16 (config force_upcast) stays float32, as diffusers' SDXL
+    # pipeline runs it (SD1 pipelines ignore the flag, which AutoencoderKL sets by default)
+    upcast = (model.family == "sdxl" and model.unet.dtype == torch.float16
+              and getattr(vae.config, "force_upcast", False))
+    vae.to(device=model.unet.device, dtype=torch.float32 if upcast else model.unet.dtype).eval()
     return vae, source, vae_hash
 
 

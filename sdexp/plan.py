@@ -20,7 +20,7 @@ from .metrics.registry import METRICS
 from .embeddings import EmbeddingSpec, resolve_embedding, strip_token
 from .img2img import InitImage, init_images, steps_run
 from .lora import LoraSpec, resolve_lora
-from .models import MODEL_BUILTINS, ModelSpec, VaeSpec, classify_source, model_family, text_encoder_layers
+from .models import FILE_SUFFIXES, MODEL_BUILTINS, ModelSpec, VaeSpec, classify_source, model_family, text_encoder_layers
 from .named_files import OFF_VALUES
 from .single_file import detect_skeleton
 from .prompts import prompt_set, search_replace
@@ -222,7 +222,18 @@ def _model_spec(cfg) -> ModelSpec:
 def _vae_spec(cfg) -> VaeSpec:
     v = cfg.vae
     name, source = _named_source(cfg.vae_file, cfg.vaes) or (v.name, v.source)
-    return VaeSpec(name, None if source is None else str(source), str(v.skeleton), bool(v.allow_pickle))
+    skeleton = str(v.skeleton)
+    if skeleton == "sd15" and source is not None and str(source).lower().endswith(FILE_SUFFIXES) \
+            and _family_or_none(_model_spec(cfg)) == "sdxl":
+        skeleton = "sdxl"        # a VAE file for an SDXL model: SDXL's VAE config (scaling factor 0.13025)
+    return VaeSpec(name, None if source is None else str(source), skeleton, bool(v.allow_pickle))
+
+
+def _family_or_none(spec: ModelSpec) -> str | None:
+    try:
+        return model_family(spec)
+    except ValueError:      # a bad source is reported by check_job
+        return None
 
 
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")

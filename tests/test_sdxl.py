@@ -446,3 +446,68 @@ def test_checkpoint_axis_detects_an_sdxl_file_and_its_size(sdxl_checkpoint, comp
     assert (plan.cells[0].width, plan.cells[0].height) == (768, 1024)
     plan = make_plan([compose_cfg(["prompts=single"])])          # the model group's own size
     assert (plan.cells[0].width, plan.cells[0].height) == (64, 64)
+
+
+def fresh_pipe(cls_name="StableDiffusionXLPipeline"):
+    import diffusers
+
+    p = getattr(diffusers, cls_name).from_pretrained(tiny_sdxl.tiny_sdxl_folder(), local_files_only=True,
+                                                     add_watermarker=False)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_sdxl_embedding_acts_in_both_encoders_like_diffusers(tmp_path):
+    """An SDXL embedding (clip_l and clip_g vectors) through the engine equals diffusers' pipeline
+    with the same vectors loaded into both text encoders."""
+    from safetensors.torch import save_file
+
+    from render_helpers import render_cells
+    from sdexp.embeddings import EmbeddingSpec
+    from sdexp.models import VaeSpec
+    from sdexp.plan import Cell
+
+    g = torch.Generator().manual_seed(3)
+    vectors = {"clip_l": torch.randn(2, 32, generator=g) * 2, "clip_g": torch.randn(2, 48, generator=g) * 2}
+    path = tmp_path / "xl_style.safetensors"
+    save_file(vectors, str(path))
+    prompt = "a photo of a cat, <e>"
+    spec, auto = ModelSpec("tiny_sdxl", "tiny_sdxl"), VaeSpec("Automatic", None)
+    emb = EmbeddingSpec("xl_style", str(path), "<e>")
+    cells = [Cell(spec, auto, "Euler", STEPS, CFG, 1, SEED, prompt, "", SIZE, SIZE, embedding=e, embedding_token="<e>")
+             for e in (emb, None)]
+    images = render_cells(cells)
+    assert max_diff(images[cells[0]], images[cells[1]]) > 0
+
+    ref_pipe = fresh_pipe()
+    ref_pipe.load_textual_inversion(vectors["clip_l"], token="<e>", tokenizer=ref_pipe.tokenizer,
+                                    text_encoder=ref_pipe.text_encoder)
+    ref_pipe.load_textual_inversion(vectors["clip_g"], token="<e>", tokenizer=ref_pipe.tokenizer_2,
+                                    text_encoder=ref_pipe.text_encoder_2)
+    ref_pipe.scheduler = build_scheduler(get_sampler("euler"), dict(ref_pipe.scheduler.config), [SEED])
+    ref = ref_pipe(prompt=prompt, num_inference_steps=STEPS, guidance_scale=CFG, height=SIZE, width=SIZE,
+                   generator=torch.Generator("cpu").manual_seed(SEED), output_type="np").images[0]
+    assert max_diff(images[cells[0]], (ref * 255).round().astype("uint8")) <= PIPELINE_PIXEL_TOL
+
+
+def test_sdxl_img2img_equals_diffusers_sdxl_img2img(tmp_path):
+    from PIL import Image
+
+    from render_helpers import render_cells
+    from sdexp.img2img import init_images
+    from sdexp.models import VaeSpec
+    from sdexp.plan import Cell
+
+    rng = np.random.RandomState(1)
+    Image.fromarray((rng.rand(SIZE, SIZE, 3) * 255).astype("uint8")).save(tmp_path / "init.png")
+    init = init_images(str(tmp_path / "init.png"))[0]
+    spec, auto = ModelSpec("tiny_sdxl", "tiny_sdxl"), VaeSpec("Automatic", None)
+    c = Cell(spec, auto, "Euler", 8, CFG, 1, SEED, PROMPT, "", SIZE, SIZE, init_image=init, strength=0.5)
+    ours = render_cells([c])[c]
+
+    ref_pipe = fresh_pipe("StableDiffusionXLImg2ImgPipeline")
+    ref_pipe.scheduler = build_scheduler(get_sampler("euler"), dict(ref_pipe.scheduler.config), [SEED])
+    ref = ref_pipe(prompt=PROMPT, image=Image.open(init.source), strength=0.5, num_inference_steps=8,
+                   guidance_scale=CFG, generator=torch.Generator("cpu").manual_seed(SEED),
+                   output_type="np").images[0]
+    assert max_diff(ours, (ref * 255).round().astype("uint8")) <= PIPELINE_PIXEL_TOL

@@ -53,3 +53,17 @@ def test_size_axis_renders_each_size_and_replaces_width_and_height(compose_cfg):
 def test_width_alone_stays_the_axis_when_only_width_is_swept(compose_cfg):
     cfgs = [compose_cfg(["prompts=single", f"width={w}"]) for w in (64, 96)]
     assert make_plan(cfgs, ["width"]).swept == ["width"]
+
+
+def test_cells_without_the_new_axes_keep_their_ids():
+    """A cell that uses none of LoRA, embedding, img2img or S/R has the cell_id it had before those
+    axes existed (a hash of the original fields only), so stored sweeps still resume."""
+    from dataclasses import asdict
+
+    from sdexp.plan import OPTIONAL_FIELDS, digest
+    from render_helpers import cell
+
+    c = cell()
+    before = {k: v for k, v in asdict(c).items() if k not in OPTIONAL_FIELDS and k not in ("seed", "prompt")}
+    assert c.cell_id == digest(before)
+    assert cell(strength=None).cell_id == c.cell_id and cell(prompt_sr="x").cell_id != c.cell_id

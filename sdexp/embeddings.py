@@ -79,6 +79,24 @@ def _embedding_tensors(data) -> dict[str, torch.Tensor] | None:
     return {k: (t if t.dim() == 2 else t[None]).float() for k, t in found.items()}
 
 
+def check_embedding_fits(spec: EmbeddingSpec, model_spec) -> None:
+    """Before any model loads: the embedding's vectors match the model's text encoder width(s)."""
+    from .models import text_encoder_widths
+
+    try:
+        widths = text_encoder_widths(model_spec)
+    except ValueError:      # a bad model source is reported on its own
+        return
+    if widths is None:
+        return
+    tensors = read_embedding(spec)
+    have = tuple(tensors[k].shape[1] for k in ("clip_l", "clip_g") if k in tensors)
+    if have != widths[:len(have)] or len(have) != len(widths):
+        kind = "an SDXL embedding (clip_l and clip_g)" if len(widths) == 2 else "an SD1 embedding (one vector width)"
+        raise ValueError(f"embedding={spec.name!r}: vectors of width {have} do not fit model {model_spec.name!r}, "
+                         f"whose text encoder width is {widths}; valid: {kind} made for this model")
+
+
 def internal_token(spec: EmbeddingSpec) -> str:
     return "<sdexp-" + hashlib.sha256(spec.source.encode()).hexdigest()[:10] + ">"
 

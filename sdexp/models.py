@@ -103,6 +103,22 @@ def model_family(spec: ModelSpec) -> str:
     return "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd1"
 
 
+@lru_cache(maxsize=None)
+def text_encoder_widths(spec: ModelSpec) -> tuple[int, ...] | None:
+    """Hidden sizes of the text encoder(s), from configs alone (for embedding checks); None if unknown."""
+    kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
+    sdxl = model_family(spec) == "sdxl"
+    if kind == "builtin":
+        return tuple(tiny_sdxl.HIDDEN) if sdxl else (tiny.TEXT_WIDTH,)
+    widths = []
+    for name in ("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",):
+        config = _config_json(spec, kind, f"{name}/config.json")
+        if not config or "hidden_size" not in config:
+            return None
+        widths.append(int(config["hidden_size"]))
+    return tuple(widths)
+
+
 @lru_cache(maxsize=None)   # checked once per model, not once per job of a multirun
 def text_encoder_layers(spec: ModelSpec) -> int | None:
     """The largest valid clip skip, read from configs alone (no weights), or None if unknown.

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import tiny
 from .axes import AXES, ConfigError, grid_axes  # noqa: F401  (re-exported)
 from .metrics.registry import METRICS
-from .embeddings import EmbeddingSpec, resolve_embedding, strip_token
+from .embeddings import EmbeddingSpec, check_embedding_fits, resolve_embedding, strip_token
 from .img2img import InitImage, init_images, steps_run
 from .lora import LoraSpec, resolve_lora
 from .models import FILE_SUFFIXES, MODEL_BUILTINS, ModelSpec, VaeSpec, classify_source, model_family, text_encoder_layers
@@ -273,6 +273,7 @@ def _embedding(cfg) -> EmbeddingSpec | None:
         raise ValueError(f"embedding_token={token!r} must not be empty; valid: a word such as <embedding>")
     spec = resolve_embedding(cfg.embedding, cfg.embeddings, token, bool(cfg.allow_pickle_embeddings))
     if spec is not None:
+        check_embedding_fits(spec, _model_spec(cfg))
         missing = [p for _, _, p, n in _prompt_rows(cfg) if token not in p and token not in n]
         if missing:
             raise ValueError(f"embedding={cfg.embedding!r}: its trigger token embedding_token={token!r} is in "

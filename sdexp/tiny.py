@@ -18,6 +18,7 @@ import torch
 TINY_VERSION = "v2"
 TINY_VAES = ("tiny", "tiny_alt")
 TEXT_LAYERS = 12
+TEXT_WIDTH = 32
 _VAE_SEEDS = {"tiny": 2, "tiny_alt": 3}
 
 
@@ -69,7 +70,7 @@ def _text_config(layers: int = TEXT_LAYERS):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
-        vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+        vocab_size=49408, hidden_size=TEXT_WIDTH, intermediate_size=64, num_hidden_layers=layers,
         num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
         hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
     )

@@ -47,6 +47,8 @@ CASES = [
     (["embedding=two_keys.safetensors", "prompt='a <embedding>'"], ["embedding='two_keys'",
                                                                     "not a textual-inversion embedding"]),
     (["embedding=emb.safetensors", "prompt='a cat'"], ["embedding_token='<embedding>'", "neither the prompt"]),
+    (["embedding=wide.safetensors", "prompt='a <embedding>'"], ["embedding='wide'", "width (768,)",
+                                                               "width is (32,)"]),
     (["init_image=missing.png"], ["init_image='missing.png'", "no such file"]),
     (["init_image=notimage.png"], ["init_image=", "not a readable image"]),
     (["init_image=init.png", "strength=0"], ["strength=0", "0 < strength <= 1"]),
@@ -114,6 +116,7 @@ def write_input_files(folder) -> None:
     (folder / "model.ckpt").write_bytes(b"not read")
     (folder / "emb.pt").write_bytes(b"not read")
     save_file({"emb_params": torch.zeros(1, 32)}, str(folder / "emb.safetensors"))
+    save_file({"emb_params": torch.zeros(1, 768)}, str(folder / "wide.safetensors"))   # SD1.5's width
     (folder / "notimage.png").write_bytes(b"not an image")
     Image.new("RGB", (64, 64), (200, 30, 30)).save(folder / "init.png")
 

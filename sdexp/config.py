@@ -61,6 +61,14 @@ class RunConf:
 
 
 @dataclass
+class LcmConf:
+    """What `sampler=lcm` brings with it, so LCM can be one value of a sampler axis."""
+    lora: Optional[str] = None         # an LCM-LoRA (name from `loras` or file), added at weight 1 to LCM cells
+    steps: Optional[int] = None        # steps of LCM cells (e.g. 4); null: the job's steps
+    cfg: Optional[float] = None        # CFG of LCM cells (e.g. 1.5); null: the job's cfg
+
+
+@dataclass
 class PlanConf:
     dry_run: bool = False              # print cells, work units and an estimate; render nothing
 
@@ -76,6 +84,7 @@ class SdexpConfig:
     grid: GridConf = field(default_factory=GridConf)
     run: RunConf = field(default_factory=RunConf)
     plan: PlanConf = field(default_factory=PlanConf)
+    lcm: LcmConf = field(default_factory=LcmConf)
     sampler: str = "euler_a"           # alias (euler_a) or AUTOMATIC1111 name ("Euler a")
     steps: int = 20
     cfg: float = 7.0                   # classifier-free guidance scale; <= 1 skips the negative pass

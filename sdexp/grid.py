@@ -496,7 +496,8 @@ def render_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str |
     extra = [a for a in AXIS_LABELS if varies(a) and a not in axes and a != "seed"
              and not (a in DERIVED and shown[DERIVED[a]])
              and not (a == "prompt_template" and not shown["prompt_sr"])
-             and not (a == "size" and not size_extra)]
+             and not (a == "size" and not size_extra)
+             and not (a in ("steps", "cfg") and _follows(rows, a, axes))]
     order = {a: ordered_values(rows[a]) for a in axes + extra}
     records = [{k: plain_value(v) for k, v in r.items()} for r in rows.to_dict("records")]
 
@@ -538,6 +539,11 @@ def render_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str |
                                   page_title, cell_size=cell_size), path)
             out.append(GridPage(path, title, tuple(zip(extra, combo)), (x, y, z), i, len(pages)))
     return out
+
+
+def _follows(rows: pd.DataFrame, axis: str, axes: list[str]) -> bool:
+    """True when the grid's axes set `axis` (LCM's steps and CFG follow the sampler): no split needed."""
+    return bool((rows.groupby(axes, dropna=False)[axis].nunique(dropna=False) <= 1).all())
 
 
 def _page_title(title: str | None, page: int, pages: int) -> str:

@@ -27,16 +27,16 @@ class LoraSpec:
     source: str                # absolute path of the .safetensors file
 
 
-def resolve_lora(value, table) -> LoraSpec | None:
-    found = resolve_named_file("lora", value, table, LORA_SUFFIXES, "loras")
+def resolve_lora(value, table, key: str = "lora") -> LoraSpec | None:
+    found = resolve_named_file(key, value, table, LORA_SUFFIXES, "loras")
     if found is None:
         return None
     spec = LoraSpec(found[0], str(found[1]))
-    check_lora_file(spec)
+    check_lora_file(spec, key)
     return spec
 
 
-def check_lora_file(spec: LoraSpec) -> None:
+def check_lora_file(spec: LoraSpec, key: str = "lora") -> None:
     """Read the file's header (no tensors): a readable safetensors file holding LoRA weights."""
     from safetensors import safe_open
 
@@ -44,9 +44,9 @@ def check_lora_file(spec: LoraSpec) -> None:
         with safe_open(spec.source, framework="pt") as f:
             keys = list(f.keys())
     except Exception as e:  # noqa: BLE001  (safetensors raises its own error types)
-        raise ValueError(f"lora={spec.name!r}: {spec.source} is not a readable .safetensors file ({e})") from None
+        raise ValueError(f"{key}={spec.name!r}: {spec.source} is not a readable .safetensors file ({e})") from None
     if not any(mark in k for k in keys for mark in _LORA_KEY_MARKS):
-        raise ValueError(f"lora={spec.name!r}: {spec.source} holds no LoRA weights (no key contains "
+        raise ValueError(f"{key}={spec.name!r}: {spec.source} holds no LoRA weights (no key contains "
                          f"{', '.join(_LORA_KEY_MARKS)}); found keys such as {keys[:3]}")
 
 
@@ -66,19 +66,21 @@ def adapter_name(spec: LoraSpec) -> str:
     return "sdexp_" + hashlib.sha256(spec.source.encode()).hexdigest()[:12]
 
 
-def activate_lora(model, spec: LoraSpec | None, weight: float | None) -> None:
-    """Make `spec` at `weight` the one active LoRA of the loaded model (None: no LoRA).
+def activate_lora(model, stack: tuple[tuple[LoraSpec, float], ...]) -> None:
+    """Make the (LoRA, weight) pairs of `stack` the active LoRAs of the loaded model (empty: none).
 
-    Each file is loaded once per loaded model; later switches only change adapter and scale.
+    Each file is loaded once per loaded model; later switches only change adapters and scales.
     """
     pipe = model.pipe
     loaded: dict = model.adapters.setdefault("lora", {})
-    if spec is None:
+    if not stack:
         if loaded:
             pipe.disable_lora()
         return
-    name = adapter_name(spec)
-    if name not in loaded:
+    for spec, _ in stack:
+        name = adapter_name(spec)
+        if name in loaded:
+            continue
         from safetensors.torch import load_file
 
         try:
@@ -90,12 +92,13 @@ def activate_lora(model, spec: LoraSpec | None, weight: float | None) -> None:
                              f"{model.spec.name!r}: {e}") from None
         loaded[name] = {"text_encoder": any(name in getattr(te, "peft_config", {}) for te in _text_encoders(model))}
     pipe.enable_lora()
-    pipe.set_adapters([name], adapter_weights=[float(weight)])
+    pipe.set_adapters([adapter_name(s) for s, _ in stack], adapter_weights=[float(w) for _, w in stack])
 
 
 def _text_encoders(model) -> list:
     return [te for te in (model.text_encoder, getattr(model, "text_encoder_2", None)) if te is not None]
 
 
-def lora_touches_text_encoder(model, spec: LoraSpec | None) -> bool:
-    return spec is not None and model.adapters.get("lora", {}).get(adapter_name(spec), {}).get("text_encoder", False)
+def lora_touches_text_encoder(model, stack: tuple[tuple[LoraSpec, float], ...]) -> bool:
+    loaded = model.adapters.get("lora", {})
+    return any(loaded.get(adapter_name(spec), {}).get("text_encoder", False) for spec, _ in stack)

@@ -8,11 +8,11 @@ def _num(value: float) -> str:
 
 def a1111_parameters(*, prompt: str, negative_prompt: str, steps: int, sampler: str, cfg: float, seed: int,
                      width: int, height: int, model: str, model_hash: str, vae: str, vae_hash: str,
-                     clip_skip: int, lora: tuple | None = None, embedding: tuple | None = None,
+                     clip_skip: int, loras: list[tuple] = (), embedding: tuple | None = None,
                      strength: float | None = None) -> str:
     """The text AUTOMATIC1111 writes (and its PNG Info tab and model sites read back).
 
-    lora: (name, weight, addnet hash), written as A1111 does: `<lora:name:weight>` in the prompt and
+    loras: (name, weight, addnet hash) each, written as A1111 does: `<lora:name:weight>` in the prompt and
     "Lora hashes". embedding: (name, trigger token, sha256); A1111 calls an embedding by its name, so
     the trigger token is written as that name, and its hash goes to "TI hashes". strength: img2img's
     "Denoising strength".
@@ -20,8 +20,8 @@ def a1111_parameters(*, prompt: str, negative_prompt: str, steps: int, sampler: 
     if embedding:
         name, token, _ = embedding
         prompt, negative_prompt = prompt.replace(token, name), negative_prompt.replace(token, name)
-    if lora:
-        prompt = f"{prompt} <lora:{lora[0]}:{_num(lora[1])}>"
+    for name, weight, _ in loras:
+        prompt = f"{prompt} <lora:{name}:{_num(weight)}>"
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
@@ -30,7 +30,7 @@ def a1111_parameters(*, prompt: str, negative_prompt: str, steps: int, sampler: 
         ("Size", f"{width}x{height}"), ("Model hash", model_hash[:10]), ("Model", model),
         ("VAE hash", vae_hash[:10]), ("VAE", vae),
         ("Denoising strength", _num(strength) if strength is not None else ""), ("Clip skip", clip_skip),
-        ("Lora hashes", f'"{lora[0]}: {lora[2][:12]}"' if lora else ""),
+        ("Lora hashes", '"' + ", ".join(f"{n}: {h[:12]}" for n, _, h in loras) + '"' if loras else ""),
         ("TI hashes", f'"{embedding[0]}: {embedding[2][:12]}"' if embedding else ""),
     ]
     lines.append(", ".join(f"{k}: {v}" for k, v in fields if v != ""))

@@ -55,6 +55,7 @@ class Cell:
     strength: float | None = None           # denoising strength; None for txt2img
     prompt_sr: str | None = None            # the Prompt S/R value this cell's prompts were made with
     prompt_template: str | None = None      # the prompt before search/replace
+    lcm_lora: LoraSpec | None = None        # the LCM-LoRA `sampler=lcm` brings (config lcm.lora), weight 1
 
     def axis(self, name: str):
         """The value of an axis as grids and rows show it (files by name)."""
@@ -84,7 +85,14 @@ class Cell:
         (img2img ones do not: the VAE encodes their init image)."""
         return (self.model, self.sampler, self.steps, self.cfg, self.clip_skip, self.seed, self.prompt,
                 self.negative_prompt, self.width, self.height, self.lora, self.lora_weight, self.embedding,
-                self.embedding_token, self.init_image, self.strength, self.vae if self.init_image else None)
+                self.embedding_token, self.init_image, self.strength, self.vae if self.init_image else None,
+                self.lcm_lora)
+
+    @property
+    def lora_stack(self) -> tuple:
+        """The active (LoRA, weight) pairs: the lora axis, then an LCM-LoRA at weight 1."""
+        return tuple((spec, weight) for spec, weight in ((self.lora, self.lora_weight), (self.lcm_lora, 1.0))
+                     if spec is not None)
 
     @property
     def scoring_prompt(self) -> str:
@@ -93,7 +101,7 @@ class Cell:
 
 
 OPTIONAL_FIELDS = ("lora", "lora_weight", "embedding", "embedding_token", "init_image", "strength", "prompt_sr",
-                   "prompt_template")
+                   "prompt_template", "lcm_lora")
 
 
 @dataclass
@@ -139,6 +147,7 @@ def check_job(cfg: DictConfig) -> list[str]:
         ("size", lambda: _size(cfg)),
         ("prompt_sr", lambda: _prompt_rows(cfg)),
         ("lora", lambda: resolve_lora(cfg.lora, cfg.loras)),
+        ("lcm.lora", lambda: resolve_lora(cfg.lcm.lora, cfg.loras, "lcm.lora")),
         ("embedding", lambda: _embedding(cfg)),
         ("init_image", lambda: init_images(cfg.init_image)),
     ):
@@ -152,6 +161,8 @@ def check_job(cfg: DictConfig) -> list[str]:
                f"strength={cfg.strength} is not valid with steps={cfg.steps}; valid: 0 < strength <= 1 with "
                f"int(steps * strength) >= 1 (img2img runs that many of the steps)", errors)
     _check(cfg.steps >= 1, f"steps={cfg.steps} must be >= 1", errors)
+    _check(cfg.lcm.steps is None or cfg.lcm.steps >= 1, f"lcm.steps={cfg.lcm.steps} must be >= 1 or null", errors)
+    _check(cfg.lcm.cfg is None or cfg.lcm.cfg >= 0, f"lcm.cfg={cfg.lcm.cfg} must be >= 0 or null", errors)
     _check(cfg.cfg >= 0, f"cfg={cfg.cfg} must be >= 0 (values <= 1 turn classifier-free guidance off)", errors)
     if not any(e.startswith("size=") for e in errors):
         for key, v in zip(("width", "height"), _size(cfg)):
@@ -282,8 +293,18 @@ def _embedding(cfg) -> EmbeddingSpec | None:
     return spec
 
 
+def _lcm(cfg, sampler: str) -> tuple[LoraSpec | None, int, float]:
+    """(LCM-LoRA, steps, cfg) of a job: LCM cells take what the `lcm` config gives them."""
+    if sampler != "LCM":
+        return None, int(cfg.steps), float(cfg.cfg)
+    lcm = cfg.lcm
+    return (resolve_lora(lcm.lora, cfg.loras, "lcm.lora"), int(cfg.steps if lcm.steps is None else lcm.steps),
+            float(cfg.cfg if lcm.cfg is None else lcm.cfg))
+
+
 def job_cells(cfg: DictConfig) -> list[Cell]:
     sampler = get_sampler(cfg.sampler).name
+    lcm_lora, steps, guidance = _lcm(cfg, sampler)
     width, height = _size(cfg)
     lora = resolve_lora(cfg.lora, cfg.loras)
     embedding = _embedding(cfg)
@@ -295,12 +316,12 @@ def job_cells(cfg: DictConfig) -> list[Cell]:
             uses_token = embedding is not None or token in prompt or token in negative
             for seed in seeds:
                 cells.append(Cell(
-                    _model_spec(cfg), _vae_spec(cfg), sampler, int(cfg.steps), float(cfg.cfg), int(cfg.clip_skip),
+                    _model_spec(cfg), _vae_spec(cfg), sampler, steps, guidance, int(cfg.clip_skip),
                     seed, prompt, negative, width, height,
                     lora=lora, lora_weight=float(cfg.lora_weight) if lora else None,
                     embedding=embedding, embedding_token=token if uses_token else None,
                     init_image=init, strength=float(cfg.strength) if init else None,
-                    prompt_sr=value, prompt_template=template if value is not None else None))
+                    prompt_sr=value, prompt_template=template if value is not None else None, lcm_lora=lcm_lora))
     return cells
 
 
@@ -313,9 +334,19 @@ def axis_of_override(key: str) -> str | None:
     return key if key in AXES else None
 
 
+def _follows(cells: list[Cell], axis: str, others: list[str]) -> bool:
+    """True when `axis` is set by other axes (LCM's steps and CFG follow the sampler): one value for each
+    combination of them. Axes of a full grid never follow others."""
+    if axis not in ("steps", "cfg") or not others:
+        return False
+    seen: dict = {}
+    return all(seen.setdefault(tuple(c.axis(o) for o in others), c.axis(axis)) == c.axis(axis) for c in cells)
+
+
 def swept_axes(cells: list[Cell], override_keys: list[str] = ()) -> list[str]:
     varying = [a for a in AXES if len({c.axis(a) for c in cells}) > 1]
     keys = {axis_of_override(k) for k in override_keys}
+    varying = [a for i, a in enumerate(varying) if not _follows(cells, a, varying[:i])]
     if "prompt_sr" in varying:         # prompts differ because of the S/R value: it is the axis
         varying = [a for a in varying if a not in ("prompt", "negative_prompt")]
     if "size" in varying:              # one "Size: WxH" axis, unless width or height alone was swept
@@ -347,6 +378,8 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
             name, sources = next(iter(clash.items()))
             raise ConfigError(f"{axis} name {name!r} stands for several files {sources}; grids and rows could not "
                               f"tell them apart; give each its own name (e.g. a table such as checkpoints/vaes/loras)")
+    if any(c.lcm.lora not in OFF_VALUES for c in cfgs) and not any(c.sampler == "LCM" for c in cells):
+        raise ConfigError("lcm.lora is set but no job uses sampler=lcm; the LCM-LoRA only acts with the LCM sampler")
     swept_keys = {axis_of_override(k) for k in override_keys}
     for axis, needs, what in (("strength", "init_image", "init_image (img2img)"), ("lora_weight", "lora", "a lora")):
         if axis in swept_keys and not any(getattr(c, needs) for c in cells):

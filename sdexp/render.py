@@ -39,7 +39,7 @@ class Batch:
 
 def _batch_key(cell: Cell) -> tuple:
     """What one batch must share: the UNet's state (LoRA and weight), schedule, size and guidance on/off."""
-    return (cell.sampler, cell.steps, cell.width, cell.height, cell.cfg > 1, cell.lora, cell.lora_weight,
+    return (cell.sampler, cell.steps, cell.width, cell.height, cell.cfg > 1, cell.lora_stack,
             cell.strength)
 
 
@@ -98,7 +98,8 @@ def guided(model: LoadedModel, cell: Cell) -> bool:
 def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell]) -> dict:
     """The denoise's conditioning: cond and uncond embeddings (uncond None without guidance) and, for
     SDXL, the added conditions of each. The batch shares one LoRA state and one size."""
-    state = (cells[0].lora, cells[0].lora_weight) if lora_touches_text_encoder(model, cells[0].lora) else None
+    stack = cells[0].lora_stack
+    state = stack if lora_touches_text_encoder(model, stack) else None
 
     def embed(texts_of, negative=False):
         parts = [enc.get(model, [text_for_encoder(model, c.embedding, c.embedding_token, texts_of(c))],
@@ -130,7 +131,7 @@ def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell], va
     """One denoise for a list of trajectories (given by their lead cells), fresh generators each try."""
     lead = cells[0]
     sampler = get_sampler(lead.sampler)
-    activate_lora(model, lead.lora, lead.lora_weight)
+    activate_lora(model, lead.lora_stack)
     emb = batch_embeddings(enc, model, cells)
     scheduler = build_scheduler(sampler, model.scheduler_config, [c.seed for c in cells])
     generators = [torch.Generator("cpu").manual_seed(c.seed) for c in cells]
@@ -199,15 +200,16 @@ def _timed_chunks(fn, items):
 
 def _item(cell: Cell, array, model: LoadedModel, sampler, vae_source: str, vae_hash: str, **facts) -> dict:
     lora_hash = addnet_hash(cell.lora.source) if cell.lora else None
+    lcm_hash = addnet_hash(cell.lcm_lora.source) if cell.lcm_lora else None
     emb_hash = embedding_hash(cell.embedding) if cell.embedding else None
     text = a1111_parameters(
         prompt=cell.prompt, negative_prompt=cell.negative_prompt, steps=cell.steps, sampler=cell.sampler,
         cfg=cell.cfg, seed=cell.seed, width=cell.width, height=cell.height, model=cell.model.name,
         model_hash=model.hash, vae=cell.vae.name, vae_hash=vae_hash, clip_skip=cell.clip_skip,
-        lora=(cell.lora.name, cell.lora_weight, lora_hash) if cell.lora else None,
+        loras=[(spec.name, weight, addnet_hash(spec.source)) for spec, weight in cell.lora_stack],
         embedding=(cell.embedding.name, cell.embedding_token, emb_hash) if cell.embedding else None,
         strength=cell.strength)
     return {"cell": cell, "image": png_with_parameters(array, text), "array": array,
             "model_source": model.source, "model_hash": model.hash, "vae_source": vae_source,
-            "vae_hash": vae_hash, "scheduler": sampler.describe(), "lora_hash": lora_hash,
+            "vae_hash": vae_hash, "scheduler": sampler.describe(), "lora_hash": lora_hash, "lcm_lora_hash": lcm_hash,
             "embedding_hash": emb_hash, **facts}

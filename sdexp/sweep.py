@@ -78,6 +78,7 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
         "prompt_sr": cell.prompt_sr, "prompt_template": cell.prompt_template or cell.prompt,
         "lora": cell.axis("lora"), "lora_source": cell.lora.source if cell.lora else None,
         "lora_hash": item["lora_hash"], "lora_weight": cell.lora_weight,
+        "lcm_lora": cell.axis("lcm_lora"), "lcm_lora_hash": item["lcm_lora_hash"],
         "embedding": cell.axis("embedding"), "embedding_source": cell.embedding.source if cell.embedding else None,
         "embedding_hash": item["embedding_hash"], "embedding_token": cell.embedding_token,
         "init_image": cell.axis("init_image"), "init_image_source": cell.init_image.source if cell.init_image else None,

@@ -103,6 +103,7 @@ class SdexpConfig:
     lora: Optional[str] = None         # a name from `loras`, a .safetensors path, or none
     lora_weight: float = 1.0           # the LoRA's scale (A1111's <lora:name:weight>)
     loras: Dict[str, str] = field(default_factory=dict)       # name -> .safetensors file
+    extra_loras: Dict[str, float] = field(default_factory=dict)  # name (from `loras`) -> weight, on every cell
     embedding: Optional[str] = None    # a name from `embeddings`, an embedding file, or none
     embedding_token: str = "<embedding>"  # the trigger token prompts carry; bound to the embedding
     embeddings: Dict[str, str] = field(default_factory=dict)  # name -> .safetensors (or .pt) file

@@ -56,6 +56,7 @@ class Cell:
     prompt_sr: str | None = None            # the Prompt S/R value this cell's prompts were made with
     prompt_template: str | None = None      # the prompt before search/replace
     lcm_lora: LoraSpec | None = None        # the LCM-LoRA `sampler=lcm` brings (config lcm.lora), weight 1
+    extra_loras: tuple | None = None        # ((LoraSpec, weight), ...) applied under every value of the lora axis
 
     def axis(self, name: str):
         """The value of an axis as grids and rows show it (files by name)."""
@@ -86,13 +87,13 @@ class Cell:
         return (self.model, self.sampler, self.steps, self.cfg, self.clip_skip, self.seed, self.prompt,
                 self.negative_prompt, self.width, self.height, self.lora, self.lora_weight, self.embedding,
                 self.embedding_token, self.init_image, self.strength, self.vae if self.init_image else None,
-                self.lcm_lora)
+                self.lcm_lora, self.extra_loras)
 
     @property
     def lora_stack(self) -> tuple:
-        """The active (LoRA, weight) pairs: the lora axis, then an LCM-LoRA at weight 1."""
-        return tuple((spec, weight) for spec, weight in ((self.lora, self.lora_weight), (self.lcm_lora, 1.0))
-                     if spec is not None)
+        """The active (LoRA, weight) pairs: extra_loras, the lora axis, then an LCM-LoRA at weight 1."""
+        return tuple(self.extra_loras or ()) + tuple(
+            (spec, weight) for spec, weight in ((self.lora, self.lora_weight), (self.lcm_lora, 1.0)) if spec is not None)
 
     @property
     def scoring_prompt(self) -> str:
@@ -101,7 +102,7 @@ class Cell:
 
 
 OPTIONAL_FIELDS = ("lora", "lora_weight", "embedding", "embedding_token", "init_image", "strength", "prompt_sr",
-                   "prompt_template", "lcm_lora")
+                   "prompt_template", "lcm_lora", "extra_loras")
 
 
 @dataclass
@@ -148,6 +149,7 @@ def check_job(cfg: DictConfig) -> list[str]:
         ("prompt_sr", lambda: _prompt_rows(cfg)),
         ("lora", lambda: resolve_lora(cfg.lora, cfg.loras)),
         ("lcm.lora", lambda: resolve_lora(cfg.lcm.lora, cfg.loras, "lcm.lora")),
+        ("extra_loras", lambda: _extra_loras(cfg)),
         ("embedding", lambda: _embedding(cfg)),
         ("init_image", lambda: init_images(cfg.init_image)),
     ):
@@ -293,6 +295,24 @@ def _embedding(cfg) -> EmbeddingSpec | None:
     return spec
 
 
+def _extra_loras(cfg) -> tuple | None:
+    """The `extra_loras` of a job: ((LoraSpec, weight), ...), names from `loras`, or None."""
+    extra = dict(cfg.extra_loras or {})
+    if not extra:
+        return None
+    out = []
+    for name, weight in extra.items():
+        if name not in (cfg.loras or {}):
+            names = ", ".join(repr(n) for n in (cfg.loras or {})) or "none defined"
+            raise ValueError(f"extra_loras.{name}={weight}: {name!r} is not a name in loras ({names}); "
+                             f"add it with +loras.{name}=/path/to/file.safetensors")
+        out.append((resolve_lora(name, cfg.loras, f"extra_loras.{name}"), float(weight)))
+    axis = resolve_lora(cfg.lora, cfg.loras) if cfg.lora not in OFF_VALUES else None
+    if axis is not None and any(spec == axis for spec, _ in out):
+        raise ValueError(f"lora={cfg.lora!r} is also in extra_loras; a LoRA is either the swept one or an extra")
+    return tuple(out)
+
+
 def _lcm(cfg, sampler: str) -> tuple[LoraSpec | None, int, float]:
     """(LCM-LoRA, steps, cfg) of a job: LCM cells take what the `lcm` config gives them."""
     if sampler != "LCM":
@@ -305,6 +325,7 @@ def _lcm(cfg, sampler: str) -> tuple[LoraSpec | None, int, float]:
 def job_cells(cfg: DictConfig) -> list[Cell]:
     sampler = get_sampler(cfg.sampler).name
     lcm_lora, steps, guidance = _lcm(cfg, sampler)
+    extra_loras = _extra_loras(cfg)
     width, height = _size(cfg)
     lora = resolve_lora(cfg.lora, cfg.loras)
     embedding = _embedding(cfg)
@@ -321,7 +342,8 @@ def job_cells(cfg: DictConfig) -> list[Cell]:
                     lora=lora, lora_weight=float(cfg.lora_weight) if lora else None,
                     embedding=embedding, embedding_token=token if uses_token else None,
                     init_image=init, strength=float(cfg.strength) if init else None,
-                    prompt_sr=value, prompt_template=template if value is not None else None, lcm_lora=lcm_lora))
+                    prompt_sr=value, prompt_template=template if value is not None else None, lcm_lora=lcm_lora,
+                    extra_loras=extra_loras))
     return cells
 
 

@@ -16,6 +16,7 @@ from .clipscore import ClipScorer
 from .dryrun import format_summary, summary
 from .estimates import read_groups
 from .grid import DEFAULT_MAX_PIXELS, GridPage, render_grids
+from .lora import addnet_hash
 from .models import ModelCache
 from .plan import AXES, Plan, grid_axes, make_plan
 from .render import render
@@ -79,6 +80,8 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
         "lora": cell.axis("lora"), "lora_source": cell.lora.source if cell.lora else None,
         "lora_hash": item["lora_hash"], "lora_weight": cell.lora_weight,
         "lcm_lora": cell.axis("lcm_lora"), "lcm_lora_hash": item["lcm_lora_hash"],
+        "extra_loras": ", ".join(f"{spec.name}:{w:g}" for spec, w in cell.extra_loras or ()) or None,
+        "extra_lora_hashes": ", ".join(f"{s.name}:{addnet_hash(s.source)}" for s, _ in cell.extra_loras or ()) or None,
         "embedding": cell.axis("embedding"), "embedding_source": cell.embedding.source if cell.embedding else None,
         "embedding_hash": item["embedding_hash"], "embedding_token": cell.embedding_token,
         "init_image": cell.axis("init_image"), "init_image_source": cell.init_image.source if cell.init_image else None,

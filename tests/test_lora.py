@@ -110,3 +110,39 @@ def test_rows_metadata_and_grid_name_the_lora_as_a1111_does(files, compose_cfg):
     assert f"<lora:styleA:{a.lora_weight:g}>" in params.split("\n")[0]
     assert parse_a1111_parameters(params)["Lora hashes"] == f'"styleA: {a.lora_hash[:12]}"'
     assert [g.name for g in out["grids"]] == ["grid-lora-x-lora_weight-y.png"]
+
+
+def test_extra_loras_stack_under_every_value_of_the_lora_axis(files, compose_cfg):
+    """extra_loras (name -> weight) apply to every cell, stacked with the swept LoRA, as diffusers'
+    set_adapters with both; rows and PNGs name both."""
+    common = ["name=extra", "steps=2", "prompt='a cat'", f"+loras.detail={files['kohya_unet']}",
+              f"+loras.styleA={files['kohya']}", "+extra_loras.detail=0.8", "run.progress=false"]
+    cfgs = [compose_cfg([*common, f"lora_weight={w}", "lora=styleA"]) for w in (0.0, 1.0)]
+    out = run_sweep(cfgs, ["lora_weight"], log=lambda *a: None)
+    rows = __import__("sdexp").load_rows(out["folder"]).set_index("lora_weight")
+    assert rows.loc[1.0, "extra_loras"] == "detail:0.8"
+    assert rows.loc[1.0, "extra_lora_hashes"] == f"detail:{addnet_reference(files['kohya_unet'])}"
+    from PIL import Image
+    import numpy as np
+
+    image = Image.open(out["folder"] / rows.loc[1.0, "image_path"])
+    first = image.info["parameters"].split("\n")[0]
+    assert first.endswith("<lora:detail:0.8> <lora:styleA:1>")
+
+    pipe = tiny_pipeline()
+    pipe.load_lora_weights(str(files["kohya_unet"]), adapter_name="detail")
+    pipe.load_lora_weights(str(files["kohya"]), adapter_name="styleA")
+    pipe.set_adapters(["detail", "styleA"], adapter_weights=[0.8, 1.0])
+    pipe.scheduler = build_scheduler(get_sampler("Euler a"), pipe.scheduler.config, [0])
+    ref = pipe(prompt="a cat", negative_prompt="", num_inference_steps=2, guidance_scale=7.0,
+               generator=torch.Generator("cpu").manual_seed(0), height=64, width=64, output_type="np").images[0]
+    assert max_diff(np.asarray(image), as_uint8(ref)) <= 1
+
+
+def test_extra_loras_must_name_loras_and_not_repeat_the_swept_one(files, compose_cfg):
+    from sdexp.plan import ConfigError, make_plan
+
+    with pytest.raises(ConfigError, match=r"extra_loras.nope=0.5: 'nope' is not a name in loras"):
+        make_plan([compose_cfg(["+extra_loras.nope=0.5"])])
+    with pytest.raises(ConfigError, match="also in extra_loras"):
+        make_plan([compose_cfg([f"+loras.styleA={files['kohya']}", "+extra_loras.styleA=0.5", "lora=styleA"])])

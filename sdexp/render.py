@@ -22,7 +22,7 @@ from .lora import activate_lora, addnet_hash, lora_touches_text_encoder
 from .metadata import a1111_parameters
 from .batching import run_split_on_oom
 from .models import LoadedModel, ModelCache, load_model
-from .plan import Cell, digest
+from .cell import Cell, digest
 from .samplers import build_scheduler, get_sampler
 
 

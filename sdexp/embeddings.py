@@ -31,13 +31,15 @@ class EmbeddingSpec:
     token: str                 # the trigger token the prompts carry
 
 
-def resolve_embedding(value, table, token: str, allow_pickle: bool) -> EmbeddingSpec | None:
+def resolve_embedding(value, table, token: str, allow_pickle: bool, model_spec) -> EmbeddingSpec | None:
+    """The embedding an axis value names, read once to check it is one and fits `model_spec`, so a bad
+    file fails here, before any model loads."""
     found = resolve_named_file("embedding", value, table, EMBEDDING_SUFFIXES, "embeddings",
                                EMBEDDING_PICKLE_SUFFIXES, allow_pickle, "allow_pickle_embeddings")
     if found is None:
         return None
     spec = EmbeddingSpec(found[0], str(found[1]), str(token))
-    read_embedding(spec)   # a bad file fails here, before any model loads
+    check_embedding_fits(spec, read_embedding(spec), model_spec)
     return spec
 
 
@@ -79,8 +81,9 @@ def _embedding_tensors(data) -> dict[str, torch.Tensor] | None:
     return {k: (t if t.dim() == 2 else t[None]).float() for k, t in found.items()}
 
 
-def check_embedding_fits(spec: EmbeddingSpec, model_spec) -> None:
-    """Before any model loads: the embedding's vectors match the model's text encoder width(s)."""
+def check_embedding_fits(spec: EmbeddingSpec, tensors: dict[str, torch.Tensor], model_spec) -> None:
+    """Before any model loads: the embedding's vectors (`read_embedding`) match the model's text
+    encoder width(s)."""
     from .models import text_encoder_widths
 
     try:
@@ -89,7 +92,6 @@ def check_embedding_fits(spec: EmbeddingSpec, model_spec) -> None:
         return
     if widths is None:
         return
-    tensors = read_embedding(spec)
     have = tuple(tensors[k].shape[1] for k in ("clip_l", "clip_g") if k in tensors)
     if have != widths[:len(have)] or len(have) != len(widths):
         kind = "an SDXL embedding (clip_l and clip_g)" if len(widths) == 2 else "an SD1 embedding (one vector width)"
@@ -107,10 +109,6 @@ def strip_token(text: str, token: str) -> str:
     out = re.sub(r"\s*,(\s*,)+", ",", out)
     out = re.sub(r"\s+", " ", out).strip()
     return out.strip(", ").strip()
-
-
-def mentions(text: str, spec_token: str) -> bool:
-    return spec_token in text
 
 
 def text_for_encoder(model, spec: EmbeddingSpec | None, token: str | None, text: str) -> str:

@@ -12,7 +12,7 @@ from . import tiny
 from .axes import AXES, ConfigError, grid_axes  # noqa: F401  (re-exported)
 from .metrics.registry import METRICS
 from .cell import OPTIONAL_FIELDS, Cell, digest  # noqa: F401  (re-exported)
-from .embeddings import EmbeddingSpec, check_embedding_fits, resolve_embedding
+from .embeddings import EmbeddingSpec, resolve_embedding
 from .img2img import init_images, steps_run
 from .lora import LoraSpec, resolve_lora
 from .models import FILE_SUFFIXES, MODEL_BUILTINS, ModelSpec, VaeSpec, classify_source, model_family, text_encoder_layers
@@ -56,28 +56,32 @@ def check_job(cfg: DictConfig) -> list[str]:
     """Every problem of one job config, as messages naming key, value and valid choices."""
     errors: list[str] = []
     failed: set[str] = set()
-    for key, fn in (
-        ("sampler", lambda: get_sampler(cfg.sampler)),
-        ("model.source", lambda: classify_source(_source_key(cfg, "checkpoint", "model.source"),
-                                                 _model_spec(cfg).source, MODEL_BUILTINS, cfg.model.allow_pickle)),
-        ("vae.source", lambda: _vae_spec(cfg).source is None or classify_source(
-            _source_key(cfg, "vae_file", "vae.source"), _vae_spec(cfg).source, tiny.TINY_VAES, cfg.vae.allow_pickle)),
-        ("prompts", lambda: prompt_set(cfg.prompt, cfg.prompts["items"], cfg.prompts.file)),
-        ("seed", lambda: _seeds(cfg.seed)),
-        ("size", lambda: _size(cfg)),
-        ("prompt_sr", lambda: _prompt_rows(cfg)),
-        ("lora", lambda: resolve_lora(cfg.lora, cfg.loras)),
-        ("lcm.lora", lambda: resolve_lora(cfg.lcm.lora, cfg.loras, "lcm.lora")),
-        ("extra_loras", lambda: _extra_loras(cfg)),
-        ("embedding", lambda: _embedding(cfg)),
-        ("init_image", lambda: init_images(cfg.init_image)),
-    ):
+
+    def attempt(key: str, fn):
+        """fn() or, when it raises a ValueError, None with its message recorded."""
         try:
-            fn()
+            return fn()
         except ValueError as e:
             errors.append(str(e))
             failed.add(key)
-    if cfg.init_image not in (None, "", "none", "None"):
+            return None
+
+    model = _model_spec(cfg)
+    vae = _vae_spec(cfg, model)
+    attempt("sampler", lambda: get_sampler(cfg.sampler))
+    attempt("model.source", lambda: classify_source(_source_key(cfg, "checkpoint", "model.source"), model.source,
+                                                    MODEL_BUILTINS, cfg.model.allow_pickle))
+    attempt("vae.source", lambda: vae.source is None or classify_source(
+        _source_key(cfg, "vae_file", "vae.source"), vae.source, tiny.TINY_VAES, cfg.vae.allow_pickle))
+    rows = attempt("prompts", lambda: _prompt_rows(cfg))     # the prompt set, then prompt S/R
+    attempt("seed", lambda: _seeds(cfg.seed))
+    attempt("size", lambda: _size(cfg, model))
+    lora = attempt("lora", lambda: resolve_lora(cfg.lora, cfg.loras))
+    attempt("lcm.lora", lambda: resolve_lora(cfg.lcm.lora, cfg.loras, "lcm.lora"))
+    attempt("extra_loras", lambda: _extra_loras(cfg, lora))
+    attempt("embedding", lambda: _embedding(cfg, model, rows))
+    attempt("init_image", lambda: init_images(cfg.init_image))
+    if cfg.init_image not in OFF_VALUES:
         _check(0 < cfg.strength <= 1 and steps_run(cfg.steps, cfg.strength) >= 1,
                f"strength={cfg.strength} is not valid with steps={cfg.steps}; valid: 0 < strength <= 1 with "
                f"int(steps * strength) >= 1 (img2img runs that many of the steps)", errors)
@@ -85,16 +89,15 @@ def check_job(cfg: DictConfig) -> list[str]:
     _check(cfg.lcm.steps is None or cfg.lcm.steps >= 1, f"lcm.steps={cfg.lcm.steps} must be >= 1 or null", errors)
     _check(cfg.lcm.cfg is None or cfg.lcm.cfg >= 0, f"lcm.cfg={cfg.lcm.cfg} must be >= 0 or null", errors)
     _check(cfg.cfg >= 0, f"cfg={cfg.cfg} must be >= 0 (values <= 1 turn classifier-free guidance off)", errors)
-    if not any(e.startswith("size=") for e in errors):
-        for key, v in zip(("width", "height"), _size(cfg)):
+    if "size" not in failed:
+        for key, v in zip(("width", "height"), _size(cfg, model)):
             key = "size" if cfg.size is not None else key
             _check(v > 0 and v % 8 == 0, f"{key}={v} must be a positive multiple of 8 (e.g. {max(8, v // 8 * 8)})",
                    errors)
     if "model.source" not in failed:
-        spec = _model_spec(cfg)
-        layers = text_encoder_layers(spec)
+        layers = text_encoder_layers(model)
         hi = layers if layers else "number of text-encoder layers"
-        meaning = ("1 = SDXL's default, the penultimate layer of both text encoders" if model_family(spec) == "sdxl"
+        meaning = ("1 = SDXL's default, the penultimate layer of both text encoders" if model_family(model) == "sdxl"
                    else "1 = last layer, 2 = penultimate")
         _check(cfg.clip_skip >= 1 and (layers is None or cfg.clip_skip <= layers),
                f"clip_skip={cfg.clip_skip} is out of range; valid: 1..{hi} ({meaning})", errors)
@@ -151,12 +154,12 @@ def _model_spec(cfg) -> ModelSpec:
     return ModelSpec(name, str(source), skeleton, bool(m.allow_pickle))
 
 
-def _vae_spec(cfg) -> VaeSpec:
+def _vae_spec(cfg, model: ModelSpec) -> VaeSpec:
     v = cfg.vae
     name, source = _named_source(cfg.vae_file, cfg.vaes) or (v.name, v.source)
     skeleton = str(v.skeleton)
     if skeleton == "sd15" and source is not None and str(source).lower().endswith(FILE_SUFFIXES) \
-            and _family_or_none(_model_spec(cfg)) == "sdxl":
+            and _family_or_none(model) == "sdxl":
         skeleton = "sdxl"        # a VAE file for an SDXL model: SDXL's VAE config (scaling factor 0.13025)
     return VaeSpec(name, None if source is None else str(source), skeleton, bool(v.allow_pickle))
 
@@ -174,14 +177,14 @@ _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 FAMILY_SIDE = {"sd1": 512, "sdxl": 1024}   # the size each family was trained at
 
 
-def _size(cfg) -> tuple[int, int]:
+def _size(cfg, model: ModelSpec) -> tuple[int, int]:
     """(width, height): from `size` ("WxH") when given, else from width and height. Width and height
     not set by the user follow the model: with `checkpoint`, the checkpoint's family (512 for SD1,
     1024 for SDXL, 64 for the tiny models) replaces the model group's size."""
     if cfg.size is None:
         width, height = int(cfg.width), int(cfg.height)
         if cfg.checkpoint not in OFF_VALUES:
-            side = _default_side(_model_spec(cfg))
+            side = _default_side(model)
             if side and OmegaConf.is_interpolation(cfg, "width"):
                 width = side
             if side and OmegaConf.is_interpolation(cfg, "height"):
@@ -199,14 +202,15 @@ def _prompt_rows(cfg) -> list[tuple]:
     return search_replace(sr, prompts, str(cfg.negative_prompt))
 
 
-def _embedding(cfg) -> EmbeddingSpec | None:
+def _embedding(cfg, model: ModelSpec, prompt_rows: list[tuple] | None) -> EmbeddingSpec | None:
+    """The job's embedding, checked against the model and against `prompt_rows` (the job's
+    search_replace rows; None when the prompts are bad, which is reported on its own)."""
     token = str(cfg.embedding_token)
     if not token.strip():
         raise ValueError(f"embedding_token={token!r} must not be empty; valid: a word such as <embedding>")
-    spec = resolve_embedding(cfg.embedding, cfg.embeddings, token, bool(cfg.allow_pickle_embeddings))
-    if spec is not None:
-        check_embedding_fits(spec, _model_spec(cfg))
-        missing = [p for _, _, p, n in _prompt_rows(cfg) if token not in p and token not in n]
+    spec = resolve_embedding(cfg.embedding, cfg.embeddings, token, bool(cfg.allow_pickle_embeddings), model)
+    if spec is not None and prompt_rows is not None:
+        missing = [p for _, _, p, n in prompt_rows if token not in p and token not in n]
         if missing:
             raise ValueError(f"embedding={cfg.embedding!r}: its trigger token embedding_token={token!r} is in "
                              f"neither the prompt nor the negative prompt of {missing[:3]}; put the token where "
@@ -214,8 +218,9 @@ def _embedding(cfg) -> EmbeddingSpec | None:
     return spec
 
 
-def _extra_loras(cfg) -> tuple | None:
-    """The `extra_loras` of a job: ((LoraSpec, weight), ...), names from `loras`, or None."""
+def _extra_loras(cfg, lora: LoraSpec | None) -> tuple | None:
+    """The `extra_loras` of a job: ((LoraSpec, weight), ...), names from `loras`, or None. `lora` is the
+    job's swept LoRA, which may not also be an extra."""
     extra = dict(cfg.extra_loras or {})
     if not extra:
         return None
@@ -226,8 +231,7 @@ def _extra_loras(cfg) -> tuple | None:
             raise ValueError(f"extra_loras.{name}={weight}: {name!r} is not a name in loras ({names}); "
                              f"add it with +loras.{name}=/path/to/file.safetensors")
         out.append((resolve_lora(name, cfg.loras, f"extra_loras.{name}"), float(weight)))
-    axis = resolve_lora(cfg.lora, cfg.loras) if cfg.lora not in OFF_VALUES else None
-    if axis is not None and any(spec == axis for spec, _ in out):
+    if lora is not None and any(spec == lora for spec, _ in out):
         raise ValueError(f"lora={cfg.lora!r} is also in extra_loras; a LoRA is either the swept one or an extra")
     return tuple(out)
 
@@ -243,20 +247,23 @@ def _lcm(cfg, sampler: str) -> tuple[LoraSpec | None, int, float]:
 
 def job_cells(cfg: DictConfig) -> list[Cell]:
     sampler = get_sampler(cfg.sampler).name
+    model = _model_spec(cfg)
+    vae = _vae_spec(cfg, model)
     lcm_lora, steps, guidance = _lcm(cfg, sampler)
-    extra_loras = _extra_loras(cfg)
-    width, height = _size(cfg)
     lora = resolve_lora(cfg.lora, cfg.loras)
-    embedding = _embedding(cfg)
+    extra_loras = _extra_loras(cfg, lora)
+    width, height = _size(cfg, model)
+    prompt_rows = _prompt_rows(cfg)
+    embedding = _embedding(cfg, model, prompt_rows)
     token = str(cfg.embedding_token)
     seeds = _seeds(cfg.seed)    # drawn once, so seed=-1 gives every prompt the same random seed
     cells = []
     for init in init_images(cfg.init_image):
-        for value, template, prompt, negative in _prompt_rows(cfg):
+        for value, template, prompt, negative in prompt_rows:
             uses_token = embedding is not None or token in prompt or token in negative
             for seed in seeds:
                 cells.append(Cell(
-                    _model_spec(cfg), _vae_spec(cfg), sampler, steps, guidance, int(cfg.clip_skip),
+                    model, vae, sampler, steps, guidance, int(cfg.clip_skip),
                     seed, prompt, negative, width, height,
                     lora=lora, lora_weight=float(cfg.lora_weight) if lora else None,
                     embedding=embedding, embedding_token=token if uses_token else None,

@@ -141,6 +141,8 @@ def test_bad_input_is_reported_before_loading(overrides, fragments, compose_cfg,
             run_sweep([compose_cfg([*overrides, "name=kept"])], log=lambda *a: None)
     for fragment in fragments:
         assert fragment in str(err.value)
+    lines = str(err.value).splitlines()
+    assert len(lines) == len(set(lines)), "a problem is reported more than once"
     assert tree_state(results_with_a_sweep) == before
 
 

@@ -432,10 +432,10 @@ def test_sdxl_takes_a_diffusers_lora_and_refuses_an_sd1_embedding(pipe, base_con
     bad = Cell(spec, auto, "Euler", STEPS, CFG, 1, SEED, "a <e>", "", SIZE, SIZE, embedding=emb, embedding_token="<e>")
     with pytest.raises(ValueError, match="embedding='sd1'.*SD1 embedding.*clip_l and clip_g"):
         render_cells([bad])      # the engine refuses it too, should a cell bypass the planner
-    from sdexp.embeddings import check_embedding_fits
+    from sdexp.embeddings import check_embedding_fits, read_embedding
 
     with pytest.raises(ValueError, match=r"embedding='sd1'.*width \(32,\).*\(32, 48\).*SDXL embedding"):
-        check_embedding_fits(emb, spec)
+        check_embedding_fits(emb, read_embedding(emb), spec)
 
 
 def test_checkpoint_axis_detects_an_sdxl_file_and_its_size(sdxl_checkpoint, compose_cfg):

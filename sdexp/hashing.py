@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 from pathlib import Path
 
 from .tiny import cache_root
@@ -26,14 +27,30 @@ def _load_cache() -> dict:
 
 
 def file_sha256(path: Path) -> str:
+    return _cached_sha256(path, "", lambda fh: None)
+
+
+def safetensors_data_sha256(path: Path) -> str:
+    """sha256 of a .safetensors file after its JSON header: the "addnet" hash AUTOMATIC1111 shows as
+    "Lora hashes" and model sites match LoRAs by."""
+    def skip_header(fh) -> None:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        fh.seek(8 + n)
+
+    return _cached_sha256(path, "addnet|", skip_header)
+
+
+def _cached_sha256(path: Path, kind: str, seek) -> str:
+    """sha256 of a file from where `seek(fh)` leaves it, cached by kind, path, size and mtime."""
     path = Path(path).resolve()
     st = path.stat()
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    key = f"{kind}{path}|{st.st_size}|{st.st_mtime_ns}"
     cache = _load_cache()
     if key in cache:
         return cache[key]
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
+        seek(fh)
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     cache[key] = digest.hexdigest()

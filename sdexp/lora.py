@@ -3,16 +3,14 @@ diffusers' `load_lora_weights` as named adapters, so switching LoRA or weight ne
 base model (`set_adapters` changes the active adapter and its scale in place).
 
 A1111 records a LoRA in the prompt as `<lora:name:weight>` and its hash as the "addnet" hash: the
-sha256 of a .safetensors file's tensor data, skipping the JSON header. sdexp records the same.
+sha256 of a .safetensors file's tensor data, skipping the JSON header
+(`hashing.safetensors_data_sha256`). sdexp records the same.
 """
 from __future__ import annotations
 
 import hashlib
-import struct
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 from .named_files import resolve_named_file
 
@@ -48,18 +46,6 @@ def check_lora_file(spec: LoraSpec, key: str = "lora") -> None:
     if not any(mark in k for k in keys for mark in _LORA_KEY_MARKS):
         raise ValueError(f"{key}={spec.name!r}: {spec.source} holds no LoRA weights (no key contains "
                          f"{', '.join(_LORA_KEY_MARKS)}); found keys such as {keys[:3]}")
-
-
-@lru_cache(maxsize=None)
-def addnet_hash(path: str | Path) -> str:
-    """sha256 of a .safetensors file after its header, as A1111's "Lora hashes" and model sites use."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        fh.seek(8 + n)
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def adapter_name(spec: LoraSpec) -> str:

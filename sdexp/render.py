@@ -18,7 +18,8 @@ from .embeddings import embedding_hash, text_for_encoder
 from .encode import encode_prompts
 from .img2img import encode_init, image_tensor
 from .sdxl import added_cond, encode_prompts_sdxl
-from .lora import activate_lora, addnet_hash, lora_touches_text_encoder
+from .hashing import safetensors_data_sha256
+from .lora import activate_lora, lora_touches_text_encoder
 from .metadata import a1111_parameters
 from .batching import run_split_on_oom
 from .models import LoadedModel, ModelCache, load_model
@@ -199,17 +200,16 @@ def _timed_chunks(fn, items):
 
 
 def _item(cell: Cell, array, model: LoadedModel, sampler, vae_source: str, vae_hash: str, **facts) -> dict:
-    lora_hash = addnet_hash(cell.lora.source) if cell.lora else None
-    lcm_hash = addnet_hash(cell.lcm_lora.source) if cell.lcm_lora else None
+    lora_hashes = {spec: safetensors_data_sha256(spec.source) for spec, _ in cell.lora_stack}
     emb_hash = embedding_hash(cell.embedding) if cell.embedding else None
     text = a1111_parameters(
         prompt=cell.prompt, negative_prompt=cell.negative_prompt, steps=cell.steps, sampler=cell.sampler,
         cfg=cell.cfg, seed=cell.seed, width=cell.width, height=cell.height, model=cell.model.name,
         model_hash=model.hash, vae=cell.vae.name, vae_hash=vae_hash, clip_skip=cell.clip_skip,
-        loras=[(spec.name, weight, addnet_hash(spec.source)) for spec, weight in cell.lora_stack],
+        loras=[(spec.name, weight, lora_hashes[spec]) for spec, weight in cell.lora_stack],
         embedding=(cell.embedding.name, cell.embedding_token, emb_hash) if cell.embedding else None,
         strength=cell.strength)
     return {"cell": cell, "image": png_with_parameters(array, text), "array": array,
             "model_source": model.source, "model_hash": model.hash, "vae_source": vae_source,
-            "vae_hash": vae_hash, "scheduler": sampler.describe(), "lora_hash": lora_hash, "lcm_lora_hash": lcm_hash,
+            "vae_hash": vae_hash, "scheduler": sampler.describe(), "lora_hashes": lora_hashes,
             "embedding_hash": emb_hash, **facts}

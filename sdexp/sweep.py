@@ -16,7 +16,6 @@ from .clipscore import ClipScorer
 from .dryrun import format_summary, summary
 from .estimates import read_groups
 from .grid import DEFAULT_MAX_PIXELS, GridPage, render_grids
-from .lora import addnet_hash
 from .models import ModelCache
 from .plan import AXES, Plan, grid_axes, make_plan
 from .render import render
@@ -68,7 +67,7 @@ def versions() -> dict:
 
 
 def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dtype, scorer_source) -> dict:
-    cell = item["cell"]
+    cell, hashes = item["cell"], item["lora_hashes"]
     return {
         "sweep": plan.name, "cell_id": cell.cell_id, "image_id": cell.image_id,
         "model": cell.model.name, "model_source": item["model_source"], "model_hash": item["model_hash"],
@@ -78,10 +77,10 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
         "negative_prompt": cell.negative_prompt, "width": cell.width, "height": cell.height, "size": cell.size,
         "prompt_sr": cell.prompt_sr, "prompt_template": cell.prompt_template or cell.prompt,
         "lora": cell.axis("lora"), "lora_source": cell.lora.source if cell.lora else None,
-        "lora_hash": item["lora_hash"], "lora_weight": cell.lora_weight,
-        "lcm_lora": cell.axis("lcm_lora"), "lcm_lora_hash": item["lcm_lora_hash"],
+        "lora_hash": hashes.get(cell.lora), "lora_weight": cell.lora_weight,
+        "lcm_lora": cell.axis("lcm_lora"), "lcm_lora_hash": hashes.get(cell.lcm_lora),
         "extra_loras": ", ".join(f"{spec.name}:{w:g}" for spec, w in cell.extra_loras or ()) or None,
-        "extra_lora_hashes": ", ".join(f"{s.name}:{addnet_hash(s.source)}" for s, _ in cell.extra_loras or ()) or None,
+        "extra_lora_hashes": ", ".join(f"{s.name}:{hashes[s]}" for s, _ in cell.extra_loras or ()) or None,
         "embedding": cell.axis("embedding"), "embedding_source": cell.embedding.source if cell.embedding else None,
         "embedding_hash": item["embedding_hash"], "embedding_token": cell.embedding_token,
         "init_image": cell.axis("init_image"), "init_image_source": cell.init_image.source if cell.init_image else None,

@@ -103,6 +103,12 @@ def model_family(spec: ModelSpec) -> str:
     return "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd1"
 
 
+def _text_encoder_configs(spec: ModelSpec, kind: str, sdxl: bool) -> list[dict | None]:
+    """The config.json of each text encoder (two for SDXL), None where unreadable."""
+    return [_config_json(spec, kind, f"{name}/config.json")
+            for name in (("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",))]
+
+
 @lru_cache(maxsize=None)
 def text_encoder_widths(spec: ModelSpec) -> tuple[int, ...] | None:
     """Hidden sizes of the text encoder(s), from configs alone (for embedding checks); None if unknown."""
@@ -110,13 +116,10 @@ def text_encoder_widths(spec: ModelSpec) -> tuple[int, ...] | None:
     sdxl = model_family(spec) == "sdxl"
     if kind == "builtin":
         return tuple(tiny_sdxl.HIDDEN) if sdxl else (tiny.TEXT_WIDTH,)
-    widths = []
-    for name in ("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",):
-        config = _config_json(spec, kind, f"{name}/config.json")
-        if not config or "hidden_size" not in config:
-            return None
-        widths.append(int(config["hidden_size"]))
-    return tuple(widths)
+    configs = _text_encoder_configs(spec, kind, sdxl)
+    if not all(c and "hidden_size" in c for c in configs):
+        return None
+    return tuple(int(c["hidden_size"]) for c in configs)
 
 
 @lru_cache(maxsize=None)   # checked once per model, not once per job of a multirun
@@ -131,13 +134,10 @@ def text_encoder_layers(spec: ModelSpec) -> int | None:
     sdxl = model_family(spec) == "sdxl"
     if kind == "builtin":
         return max_clip_skip(tiny_sdxl.TEXT_LAYERS) if sdxl else tiny.TEXT_LAYERS
-    layers = []
-    for name in ("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",):
-        config = _config_json(spec, kind, f"{name}/config.json")
-        try:
-            layers.append(int(config["num_hidden_layers"]))
-        except (TypeError, KeyError, ValueError):
-            return None
+    configs = _text_encoder_configs(spec, kind, sdxl)
+    if not all(c and "num_hidden_layers" in c for c in configs):
+        return None
+    layers = [int(c["num_hidden_layers"]) for c in configs]
     return max_clip_skip(layers) if sdxl else layers[0]
 
 

@@ -304,7 +304,9 @@ def skeleton_is_sdxl(folder) -> bool:
         index = json.loads((Path(folder) / "model_index.json").read_text())
     except (OSError, ValueError):
         return False
-    return index.get("_class_name") == "StableDiffusionXLPipeline"
+    from .models import SDXL_PIPELINES
+
+    return index.get("_class_name") in SDXL_PIPELINES
 
 
 def load_pipeline_file(path, skeleton: str = "sd15", allow_pickle: bool = False):

@@ -1,50 +1,33 @@
 """A cell: one image to render, frozen and hashable, holding every axis.
 
-`cell_id` names a grid cell (all settings except seed and prompt); `image_id` names one image (the
-grid cell plus prompt and seed). Axes that are off (no LoRA, txt2img, ...) stay out of `cell_id`,
-so cells that do not use them keep the ids they had before those axes existed.
+Its fields are the registry's (axes.py): every axis and the facts that follow them, in registry
+order, axes that are off by default last. `cell_id` names a grid cell (all settings except seed and
+prompt); `image_id` names one image (the grid cell plus prompt and seed). Axes that are off (no
+LoRA, txt2img, the Automatic schedule, ...) stay out of `cell_id`, so cells that do not use them keep
+the ids they had before those axes existed (tests/test_golden_ids.py pins them).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, field, make_dataclass
+from typing import Any
 
-from .embeddings import EmbeddingSpec, strip_token
-from .img2img import InitImage
-from .lora import LoraSpec
-from .models import ModelSpec, VaeSpec
+from .axes import FIELDS, REGISTRY
+
+OPTIONAL_FIELDS = tuple(a.name for a in FIELDS if a.optional)
+_OFF = {a.name: a.off for a in FIELDS if a.optional}
+_TRAJECTORY = tuple(a.name for a in FIELDS if a.level not in ("decode", "label"))
+_BATCH = tuple(a.name for a in FIELDS if a.level in ("model", "batch"))
+_COLUMNS = tuple(a.name for a in REGISTRY)
+_NOT_IN_CELL_ID = ("seed", "prompt", "prompt_template")
 
 
 def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class Cell:
-    model: ModelSpec
-    vae: VaeSpec
-    sampler: str                # AUTOMATIC1111 name
-    steps: int
-    cfg: float
-    clip_skip: int
-    seed: int
-    prompt: str                 # as rendered: after prompt S/R; an embedding's trigger token kept
-    negative_prompt: str
-    width: int
-    height: int
-    # Axes that are off by default; a cell with all of them off has the identity it always had.
-    lora: LoraSpec | None = None
-    lora_weight: float | None = None        # None without a LoRA
-    embedding: EmbeddingSpec | None = None
-    embedding_token: str | None = None      # the trigger token; removed from the text when embedding is None
-    init_image: InitImage | None = None     # img2img when set
-    strength: float | None = None           # denoising strength; None for txt2img
-    prompt_sr: str | None = None            # the Prompt S/R value this cell's prompts were made with
-    prompt_template: str | None = None      # the prompt before search/replace
-    lcm_lora: LoraSpec | None = None        # the LCM-LoRA `sampler=lcm` brings (config lcm.lora), weight 1
-    extra_loras: tuple | None = None        # ((LoraSpec, weight), ...) applied under every value of the lora axis
-
+class _CellMethods:
     def axis(self, name: str):
         """The value of an axis as grids and rows show it (files by name)."""
         if name == "size":
@@ -52,15 +35,21 @@ class Cell:
         value = getattr(self, name)
         return value.name if hasattr(value, "name") and hasattr(value, "source") else value
 
+    def row_values(self) -> dict:
+        """Every registry column of this cell's row: axes as grids show them, facts as text."""
+        out = {name: self.axis(name) for name in _COLUMNS}
+        out["prompt_template"] = self.prompt_template or self.prompt
+        out["extra_loras"] = ", ".join(f"{spec.name}:{w:g}" for spec, w in self.extra_loras or ()) or None
+        return out
+
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
 
     @property
     def cell_id(self) -> str:
-        d = {k: v for k, v in asdict(self).items() if k not in OPTIONAL_FIELDS or v is not None}
-        for k in ("seed", "prompt", "prompt_template"):
-            d.pop(k, None)
+        d = {k: v for k, v in asdict(self).items()
+             if k not in _NOT_IN_CELL_ID and (k not in _OFF or v != _OFF[k])}
         return digest(d)
 
     @property
@@ -69,12 +58,16 @@ class Cell:
 
     @property
     def trajectory(self) -> tuple:
-        """Everything the denoise depends on: txt2img cells differing only in VAE share one trajectory
-        (img2img ones do not: the VAE encodes their init image)."""
-        return (self.model, self.sampler, self.steps, self.cfg, self.clip_skip, self.seed, self.prompt,
-                self.negative_prompt, self.width, self.height, self.lora, self.lora_weight, self.embedding,
-                self.embedding_token, self.init_image, self.strength, self.vae if self.init_image else None,
-                self.lcm_lora, self.extra_loras)
+        """Everything the denoise depends on: every field but decode-only and label ones, so txt2img
+        cells differing only in VAE share one trajectory (img2img ones do not: the VAE encodes their
+        init image)."""
+        return tuple(getattr(self, k) for k in _TRAJECTORY) + (self.vae if self.init_image else None,)
+
+    @property
+    def batch_key(self) -> tuple:
+        """What one batch must share: every model- and batch-level field (UNet state, schedule, size,
+        step arguments, noise device) and guidance on/off."""
+        return tuple(getattr(self, k) for k in _BATCH) + (self.cfg > 1,)
 
     @property
     def lora_stack(self) -> tuple:
@@ -85,8 +78,14 @@ class Cell:
     @property
     def scoring_prompt(self) -> str:
         """The text CLIP score compares with: the prompt without an embedding's trigger token."""
+        from .embeddings import strip_token
+
         return strip_token(self.prompt, self.embedding_token) if self.embedding_token else self.prompt
 
 
-OPTIONAL_FIELDS = ("lora", "lora_weight", "embedding", "embedding_token", "init_image", "strength", "prompt_sr",
-                   "prompt_template", "lcm_lora", "extra_loras")
+Cell = make_dataclass(
+    "Cell",
+    [(a.name, Any) for a in FIELDS if not a.optional] + [(a.name, Any, field(default=a.off)) for a in FIELDS if a.optional],
+    bases=(_CellMethods,), frozen=True)
+Cell.__module__ = __name__
+Cell.__doc__ = "One image to render: every field of the axis registry (sdexp/axes.py)."

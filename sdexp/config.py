@@ -63,7 +63,7 @@ class RunConf:
 @dataclass
 class LcmConf:
     """What `sampler=lcm` brings with it, so LCM can be one value of a sampler axis."""
-    lora: Optional[str] = None         # an LCM-LoRA (name from `loras` or file), added at weight 1 to LCM cells
+    lora: Any = None                   # an LCM-LoRA (name from `loras` or file), added at weight 1 to LCM cells
     steps: Optional[int] = None        # steps of LCM cells (e.g. 4); null: the job's steps
     cfg: Optional[float] = None        # CFG of LCM cells (e.g. 1.5); null: the job's cfg
 
@@ -85,31 +85,98 @@ class SdexpConfig:
     run: RunConf = field(default_factory=RunConf)
     plan: PlanConf = field(default_factory=PlanConf)
     lcm: LcmConf = field(default_factory=LcmConf)
-    sampler: str = "euler_a"           # alias (euler_a) or AUTOMATIC1111 name ("Euler a")
-    steps: int = 20
-    cfg: float = 7.0                   # classifier-free guidance scale; <= 1 skips the negative pass
-    clip_skip: int = 1                 # AUTOMATIC1111 convention: 1 = last text-encoder layer
-    seed: Any = 0                      # an int, a list of ints, or -1 for a random seed
-    prompt: Optional[str] = None       # a single prompt; overrides the prompt set when given
-    negative_prompt: str = ""
-    width: int = "${model.width}"      # type: ignore[assignment]
-    height: int = "${model.height}"    # type: ignore[assignment]
-    checkpoint: Optional[str] = None   # a name from `checkpoints` or a checkpoint file; overrides model.name/source
+    # Axes (README, "Axes"): each takes one value, a list (cfg='[3,5,7]') or an A1111 range (steps='10-30 (+10)')
+    # inside one job; types are checked by the axis registry (sdexp/axes.py), not here.
+    sampler: Any = "euler_a"           # alias (euler_a) or AUTOMATIC1111 name ("Euler a")
+    schedule: Any = "automatic"        # A1111's Schedule type: automatic (the sampler's own), karras, exponential, ...
+    steps: Any = 20
+    cfg: Any = 7.0                     # classifier-free guidance scale; <= 1 skips the negative pass
+    clip_skip: Any = 1                 # AUTOMATIC1111 convention: 1 = last text-encoder layer
+    seed: Any = 0                      # an int, a list or range of ints, or -1 for a random seed
+    subseed: Any = 0                   # Variation seed: its noise is slerped into the seed's ...
+    subseed_strength: Any = 0.0        # ... by this much (0: off, 1: the variation seed's noise alone)
+    rng: Any = "cpu"                   # RNG source: cpu, or gpu (noise drawn on the render device, A1111's default)
+    eta: Any = None                    # DDIM's eta (null: the scheduler's default)
+    s_churn: Any = None                # Euler's sigma churn, tmin, tmax and noise (null: the scheduler's defaults)
+    s_tmin: Any = None
+    s_tmax: Any = None
+    s_noise: Any = None
+    prompt: Any = None                 # one prompt (commas are part of it), or a list of prompts; overrides the set
+    negative_prompt: Any = ""
+    width: Any = "${model.width}"
+    height: Any = "${model.height}"
+    checkpoint: Any = None               # a name from `checkpoints` or a checkpoint file; overrides model.name/source
     checkpoints: Dict[str, str] = field(default_factory=dict)  # name -> checkpoint file or folder
-    vae_file: Optional[str] = None     # a name from `vaes` or a VAE file; overrides vae.name/source
+    vae_file: Any = None               # a name from `vaes` or a VAE file; overrides vae.name/source
     vaes: Dict[str, str] = field(default_factory=dict)         # name -> VAE file or folder
-    size: Optional[str] = None         # "WxH" (e.g. 512x768); overrides width and height; an axis
+    size: Any = None                   # "WxH" (e.g. 512x768); overrides width and height; an axis
     prompt_sr: Optional[List[str]] = None  # Prompt S/R: [search, replacement, ...]; the search text is the first value
-    lora: Optional[str] = None         # a name from `loras`, a .safetensors path, or none
-    lora_weight: float = 1.0           # the LoRA's scale (A1111's <lora:name:weight>)
+    lora: Any = None                   # a name from `loras`, a .safetensors path, or none
+    lora_weight: Any = 1.0             # the LoRA's scale (A1111's <lora:name:weight>)
     loras: Dict[str, str] = field(default_factory=dict)       # name -> .safetensors file
     extra_loras: Dict[str, float] = field(default_factory=dict)  # name (from `loras`) -> weight, on every cell
-    embedding: Optional[str] = None    # a name from `embeddings`, an embedding file, or none
+    embedding: Any = None              # a name from `embeddings`, an embedding file, or none
     embedding_token: str = "<embedding>"  # the trigger token prompts carry; bound to the embedding
     embeddings: Dict[str, str] = field(default_factory=dict)  # name -> .safetensors (or .pt) file
     allow_pickle_embeddings: bool = False  # permit .pt/.bin embeddings (read with weights_only=True)
-    init_image: Optional[str] = None   # img2img: an image file or a folder of them (each image an axis value)
-    strength: float = 0.75             # img2img denoising strength, 0 < strength <= 1
+    init_image: Any = None             # img2img: an image file or a folder of them (each image an axis value)
+    strength: Any = 0.75               # img2img denoising strength, 0 < strength <= 1
+
+
+# Maps made for new keys: `+checkpoints.NAME=...` adds an entry; anywhere else a key outside the schema is a typo.
+OPEN_MAPS = ("checkpoints", "vaes", "loras", "embeddings", "extra_loras")
+
+
+def _schema_keys(schema) -> dict:
+    """{field: nested schema or None} of a dataclass schema."""
+    import dataclasses
+
+    hints = {f.name: f for f in dataclasses.fields(schema)}
+    out = {}
+    for name, f in hints.items():
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        out[name] = type(default) if dataclasses.is_dataclass(default) else None
+    return out
+
+
+def _unknown(key: str, known, prefix: str) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {prefix}{near[0]}?" if near else ""
+    return f"{prefix}{key} is not a config key{hint} (valid: {', '.join(prefix + k for k in known)})"
+
+
+def key_problem(key: str) -> str | None:
+    """Why a dotted config key (`grid.x`, `samplr`) is not in the schema, or None. Keys under the maps made
+    for new entries (checkpoints, vaes, loras, embeddings, extra_loras) and under hydra are free."""
+    schema, prefix = SdexpConfig, ""
+    parts = key.split(".")
+    if parts[0] in ("hydra", "sweep") or "/" in parts[0]:
+        return None
+    for i, part in enumerate(parts):
+        known = _schema_keys(schema)
+        if part not in known:
+            return _unknown(part, known, prefix)
+        if part in OPEN_MAPS and not prefix or known[part] is None:
+            return None
+        schema, prefix = known[part], f"{prefix}{part}."
+    return None
+
+
+def unknown_keys(cfg, schema=None, prefix: str = "") -> list[str]:
+    """Messages for keys of a composed config that the schema does not have, with the nearest valid key."""
+    schema = schema or SdexpConfig
+    known = _schema_keys(schema)
+    errors = []
+    for key in cfg.keys() if hasattr(cfg, "keys") else ():
+        if key == "hydra" and not prefix:
+            continue
+        if key not in known:
+            errors.append(_unknown(key, known, prefix))
+        elif known[key] is not None and key not in OPEN_MAPS:
+            errors += unknown_keys(cfg[key], known[key], f"{prefix}{key}.")
+    return errors
 
 
 def register() -> None:

@@ -11,31 +11,61 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 
-def initial_latents(unet, scheduler, generators, height: int, width: int, dtype, device) -> torch.Tensor:
+def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """AUTOMATIC1111's variation-seed blend (modules/rng.py `slerp`, after the PyTorch forum's slerp for
+    generative sampling): spherical interpolation of two noise tensors of one image, shaped (C, H, W),
+    with norms taken along dim 1 as A1111 takes them; nearly parallel noises are mixed linearly."""
+    low_norm = low / torch.norm(low, dim=1, keepdim=True)
+    high_norm = high / torch.norm(high, dim=1, keepdim=True)
+    dot = (low_norm * high_norm).sum(1)
+    if dot.mean() > 0.9995:
+        return low * val + high * (1 - val)
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
+
+
+def draw_noise(shape, generators, device, dtype, variations=None) -> torch.Tensor:
+    """One noise tensor per generator (diffusers' randn_tensor, on each generator's device); where
+    `variations[i]` is (subseed, strength), the subseed's noise (a fresh generator on the same device)
+    is slerped in as A1111's Variation seed does."""
+    noise = randn_tensor(shape, generator=list(generators), device=device, dtype=dtype)
+    for i, variation in enumerate(variations or ()):
+        if variation:
+            subseed, strength = variation
+            sub = torch.Generator(generators[i].device).manual_seed(int(subseed))
+            other = randn_tensor((1, *shape[1:]), generator=sub, device=device, dtype=dtype)[0]
+            noise[i] = slerp(strength, noise[i], other)
+    return noise
+
+
+def initial_latents(unet, scheduler, generators, height: int, width: int, dtype, device,
+                    variations=None) -> torch.Tensor:
     shape = (len(generators), unet.config.in_channels, height // 8, width // 8)
-    latents = randn_tensor(shape, generator=list(generators), device=device, dtype=dtype)
-    return latents * scheduler.init_noise_sigma
+    return draw_noise(shape, generators, device, dtype, variations) * scheduler.init_noise_sigma
 
 
-def step_kwargs(scheduler, generators, eta: float = 0.0) -> dict:
+def step_kwargs(scheduler, generators, step_args: dict | None = None) -> dict:
+    """Keyword arguments of `scheduler.step`: eta (0 unless given, as the pipeline passes it), the
+    generators, and the step arguments a cell sets (s_churn, ...; planning checked `step` takes them)."""
     params = set(inspect.signature(scheduler.step).parameters)
     kwargs = {}
     if "eta" in params:
-        kwargs["eta"] = eta
+        kwargs["eta"] = 0.0
     if "generator" in params:
         kwargs["generator"] = list(generators)
+    kwargs.update(step_args or {})
     return kwargs
 
 
-def noised_init(scheduler, init_latents, generators, steps: int, strength: float):
+def noised_init(scheduler, init_latents, generators, steps: int, strength: float, variations=None):
     """img2img's start: the timesteps left after strength, and the init latents noised to the first."""
     run = min(int(steps * strength), steps)
     start = (steps - run) * scheduler.order
     timesteps = scheduler.timesteps[start:]
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)
-    noise = randn_tensor(init_latents.shape, generator=list(generators), device=init_latents.device,
-                         dtype=init_latents.dtype)
+    noise = draw_noise(init_latents.shape, generators, init_latents.device, init_latents.dtype, variations)
     latent_timestep = timesteps[:1].repeat(init_latents.shape[0])
     return timesteps, scheduler.add_noise(init_latents, noise, latent_timestep)
 
@@ -55,7 +85,8 @@ def guidance_embedding(unet, guidance: list[float], device, dtype) -> torch.Tens
 def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, guidance: list[float],
             generators: list[torch.Generator], steps: int, height: int, width: int,
             init_latents: torch.Tensor | None = None, strength: float | None = None,
-            added_cond: dict | None = None, added_uncond: dict | None = None) -> torch.Tensor:
+            added_cond: dict | None = None, added_uncond: dict | None = None,
+            step_args: dict | None = None, variations: list | None = None) -> torch.Tensor:
     """Denoise one batch; returns latents (not yet scaled for the VAE).
 
     `uncond` is None when no sample needs classifier-free guidance (guidance scale <= 1), which
@@ -67,15 +98,19 @@ def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, gu
     SDXL: `added_cond` / `added_uncond` are the UNet's added conditions of the prompt and of the
     negative prompt ({"text_embeds": (B, P), "time_ids": (B, 6)}, see sdexp.sdxl.added_cond),
     batched [uncond, cond] like the embeddings.
+
+    `step_args` go to every `scheduler.step` (eta, s_churn, ...); `variations` (one (subseed, strength)
+    or None per sample) blend a variation seed's noise into the initial noise (see draw_noise).
     """
     device, dtype = unet.device, cond.dtype
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
     if init_latents is None:
-        latents = initial_latents(unet, scheduler, generators, height, width, dtype, device)
+        latents = initial_latents(unet, scheduler, generators, height, width, dtype, device, variations)
     else:
-        timesteps, latents = noised_init(scheduler, init_latents.to(device, dtype), generators, steps, strength)
-    kwargs = step_kwargs(scheduler, generators)
+        timesteps, latents = noised_init(scheduler, init_latents.to(device, dtype), generators, steps, strength,
+                                         variations)
+    kwargs = step_kwargs(scheduler, generators, step_args)
     embeds = cond if uncond is None else torch.cat([uncond, cond])
     scale = torch.tensor(guidance, device=device, dtype=dtype).view(-1, 1, 1, 1)
     added = added_cond if uncond is None or added_cond is None else \
@@ -94,9 +129,15 @@ def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, gu
 
 
 @torch.no_grad()
-def decode(vae, latents: torch.Tensor) -> list:
-    """Latents -> uint8 HxWx3 numpy arrays, as diffusers' image processor rounds them."""
+def decode(vae, latents: torch.Tensor, flags: list | None = None) -> list:
+    """Latents -> uint8 HxWx3 numpy arrays, as diffusers' image processor rounds them.
+    `flags`, when given, is extended with each image's health flags (sdexp.image_health)."""
     latents = latents.to(device=vae.device, dtype=vae.dtype)
-    images = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
-    images = (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
-    return [(im * 255).round().astype("uint8") for im in images]
+    raw = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    images = (raw / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
+    arrays = [(im * 255).round().astype("uint8") for im in images]
+    if flags is not None:
+        from .image_health import image_flags
+
+        flags.extend(image_flags(raw, arrays))
+    return arrays

@@ -10,15 +10,18 @@ import pandas as pd
 from .img2img import steps_run
 from .plan import Cell, Plan
 from .render import plan_batches
-from .samplers import build_scheduler, get_sampler
+from .axes import FIELDS
+from .models import guidance_embedded, runs_guidance
+from .samplers import build_scheduler, get_sampler, get_schedule
 
 SD15_SCHEDULER = Path(__file__).parent / "skeletons" / "sd15" / "scheduler" / "scheduler_config.json"
 
 
 @lru_cache(maxsize=None)
-def unet_calls(sampler: str, steps: int) -> int:
+def unet_calls(sampler: str, steps: int, schedule: str = "Automatic") -> int:
     """UNet calls of one denoise (Heun and DPM2 call it about twice a step), from the SD1 schedule."""
-    scheduler = build_scheduler(get_sampler(sampler), json.loads(SD15_SCHEDULER.read_text()), [0])
+    scheduler = build_scheduler(get_sampler(sampler), json.loads(SD15_SCHEDULER.read_text()), [0],
+                                get_schedule(schedule))
     scheduler.set_timesteps(steps)
     return len(scheduler.timesteps)
 
@@ -26,10 +29,10 @@ def unet_calls(sampler: str, steps: int) -> int:
 def unet_evaluations(cell: Cell) -> int:
     """UNet sample-evaluations of one trajectory: calls x 2 with classifier-free guidance; img2img runs
     the last int(steps * strength) of the steps."""
-    calls = unet_calls(cell.sampler, cell.steps)
+    calls = unet_calls(cell.sampler, cell.steps, cell.schedule)
     if cell.strength is not None:
         calls = calls * steps_run(cell.steps, cell.strength) // cell.steps
-    return calls * (2 if cell.cfg > 1 else 1)
+    return calls * (2 if runs_guidance(cell.cfg, guidance_embedded(cell.model)) else 1)
 
 
 def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int) -> dict:
@@ -37,8 +40,9 @@ def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int
     trajectories = list(dict.fromkeys(c.trajectory for c in todo))
     leads = {c.trajectory: c for c in todo}
     evaluations = sum(unet_evaluations(leads[t]) for t in trajectories)
-    encodings = {(c.model, text, c.clip_skip) for c in todo
-                 for text in ([c.prompt, c.negative_prompt] if c.cfg > 1 else [c.prompt])}
+    encodings = {(c.model, c.embedding, text, c.clip_skip) for c in todo
+                 for text in ([c.prompt, c.negative_prompt] if runs_guidance(c.cfg, guidance_embedded(c.model))
+                              else [c.prompt])}
     return {
         "cells": len(plan.cells), "stored": len(plan.cells) - len(todo), "to_render": len(todo),
         "models": len({c.model for c in todo}), "prompt_encodings": len(encodings),
@@ -49,8 +53,8 @@ def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int
     }
 
 
-TRAJECTORY_COLUMNS = ["model", "sampler", "steps", "cfg", "clip_skip", "seed", "prompt", "negative_prompt",
-                      "width", "height"]
+# the row columns of what a denoise depends on, from the registry (as Cell.trajectory)
+TRAJECTORY_COLUMNS = [a.name for a in FIELDS if a.level not in ("decode", "label")]
 
 
 def estimate(todo: list[Cell], history: pd.DataFrame) -> float | None:
@@ -64,8 +68,9 @@ def estimate(todo: list[Cell], history: pd.DataFrame) -> float | None:
     same = history[[k in keys for k in zip(history.model, history.width, history.height)]]
     if same.empty:
         return None
-    runs = same.drop_duplicates(TRAJECTORY_COLUMNS)
-    evaluations = sum(unet_calls(r.sampler, int(r.steps)) * (2 if r.cfg > 1 else 1) for r in runs.itertuples())
+    runs = same.drop_duplicates([c for c in TRAJECTORY_COLUMNS if c in same.columns])
+    evaluations = sum(unet_calls(r.sampler, int(r.steps), getattr(r, "schedule", None) or "Automatic")
+                      * (2 if r.cfg > 1 else 1) for r in runs.itertuples())
     leads = {c.trajectory: c for c in todo}
     return float(same.seconds.sum()) / evaluations * sum(unet_evaluations(c) for c in leads.values())
 

@@ -22,9 +22,9 @@ from .hashing import safetensors_data_sha256
 from .lora import activate_lora, lora_touches_text_encoder
 from .metadata import a1111_parameters
 from .batching import run_split_on_oom
-from .models import LoadedModel, ModelCache, load_model
+from .models import LoadedModel, ModelCache, load_model, runs_guidance
 from .cell import Cell, digest
-from .samplers import build_scheduler, get_sampler
+from .samplers import STEP_ARGUMENTS, build_scheduler, get_sampler, get_schedule
 
 
 @dataclass
@@ -38,12 +38,6 @@ class Batch:
         return [t[0] for t in self.trajectories]
 
 
-def _batch_key(cell: Cell) -> tuple:
-    """What one batch must share: the UNet's state (LoRA and weight), schedule, size and guidance on/off."""
-    return (cell.sampler, cell.steps, cell.width, cell.height, cell.cfg > 1, cell.lora_stack,
-            cell.strength)
-
-
 def plan_batches(cells: list[Cell], batch_size: int) -> list[Batch]:
     """Group cells into batches, models in order of first appearance so none loads twice."""
     trajectories: dict[tuple, list[Cell]] = {}
@@ -53,9 +47,10 @@ def plan_batches(cells: list[Cell], batch_size: int) -> list[Batch]:
     batches = []
     for model in models:
         trajs = [t for t in trajectories.values() if t[0].model == model]
-        keys = list(dict.fromkeys(_batch_key(t[0]) for t in trajs))
-        for key in keys:
-            same = [t for t in trajs if _batch_key(t[0]) == key]
+        by_key: dict[tuple, list] = {}
+        for t in trajs:
+            by_key.setdefault(t[0].batch_key, []).append(t)
+        for same in by_key.values():
             for i in range(0, len(same), batch_size):
                 batches.append(Batch(model, same[i:i + batch_size]))
     return batches
@@ -93,7 +88,7 @@ class EncodingCache:
 
 def guided(model: LoadedModel, cell: Cell) -> bool:
     """Classifier-free guidance runs for CFG > 1, except on LCM-distilled UNets (guidance is embedded)."""
-    return cell.cfg > 1 and getattr(model.unet.config, "time_cond_proj_dim", None) is None
+    return runs_guidance(cell.cfg, getattr(model.unet.config, "time_cond_proj_dim", None) is not None)
 
 
 def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell]) -> dict:
@@ -134,12 +129,25 @@ def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell], va
     sampler = get_sampler(lead.sampler)
     activate_lora(model, lead.lora_stack)
     emb = batch_embeddings(enc, model, cells)
-    scheduler = build_scheduler(sampler, model.scheduler_config, [c.seed for c in cells])
-    generators = [torch.Generator("cpu").manual_seed(c.seed) for c in cells]
+    scheduler = build_scheduler(sampler, model.scheduler_config, [c.seed for c in cells], get_schedule(lead.schedule))
+    generators = [torch.Generator(noise_device(lead, model)).manual_seed(c.seed) for c in cells]
+    variations = [(c.subseed, c.subseed_strength) if c.subseed_strength else None for c in cells]
     init = _init_latents(cells, generators, vae_of) if lead.init_image else None
     return denoise(model.unet, scheduler, emb["cond"], emb["uncond"], [c.cfg for c in cells], generators,
                    lead.steps, lead.height, lead.width, init_latents=init, strength=lead.strength,
-                   added_cond=emb["added_cond"], added_uncond=emb["added_uncond"])
+                   added_cond=emb["added_cond"], added_uncond=emb["added_uncond"], step_args=step_args(lead),
+                   variations=variations)
+
+
+def noise_device(cell: Cell, model: LoadedModel) -> str:
+    """Where a cell's noise is drawn: the CPU (rng=cpu, reproducible on any device) or the render device
+    (rng=gpu, AUTOMATIC1111's default)."""
+    return str(model.device) if cell.rng == "gpu" else "cpu"
+
+
+def step_args(cell: Cell) -> dict:
+    """The scheduler-step arguments a cell sets (eta, s_churn, s_tmin, s_tmax, s_noise)."""
+    return {k: getattr(cell, k) for k in STEP_ARGUMENTS if getattr(cell, k) is not None}
 
 
 def _init_latents(cells: list[Cell], generators, vae_of) -> torch.Tensor:
@@ -175,11 +183,13 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
             for vae_spec in vaes:
                 vae, vae_source, vae_hash = cache.vae(vae_spec, model)
                 picks = [(i, c) for i, t in enumerate(trajectories) for c in t if c.vae == vae_spec]
-                decoded = _timed_chunks(lambda part: decode(vae, latents[[i for i, _ in part]]), picks)
+                flags: list[str] = []     # image health, one entry per decoded image
+                decoded = _timed_chunks(lambda part: decode(vae, latents[[i for i, _ in part]], flags), picks)
                 out = []
                 for part, arrays, decode_seconds in decoded:
                     for (i, cell), array in zip(part, arrays):
                         out.append(_item(cell, array, model, sampler, vae_source, vae_hash,
+                                         image_flags=flags[len(out)],
                                          seconds=per_image + decode_seconds / len(part),
                                          batch_size=len(lead), batch_index=i, batch_id=_batch_id(list(lead))))
                 yield out
@@ -203,13 +213,10 @@ def _item(cell: Cell, array, model: LoadedModel, sampler, vae_source: str, vae_h
     lora_hashes = {spec: safetensors_data_sha256(spec.source) for spec, _ in cell.lora_stack}
     emb_hash = embedding_hash(cell.embedding) if cell.embedding else None
     text = a1111_parameters(
-        prompt=cell.prompt, negative_prompt=cell.negative_prompt, steps=cell.steps, sampler=cell.sampler,
-        cfg=cell.cfg, seed=cell.seed, width=cell.width, height=cell.height, model=cell.model.name,
-        model_hash=model.hash, vae=cell.vae.name, vae_hash=vae_hash, clip_skip=cell.clip_skip,
+        cell, model_hash=model.hash, vae_hash=vae_hash,
         loras=[(spec.name, weight, lora_hashes[spec]) for spec, weight in cell.lora_stack],
-        embedding=(cell.embedding.name, cell.embedding_token, emb_hash) if cell.embedding else None,
-        strength=cell.strength)
+        embedding=(cell.embedding.name, cell.embedding_token, emb_hash) if cell.embedding else None)
     return {"cell": cell, "image": png_with_parameters(array, text), "array": array,
             "model_source": model.source, "model_hash": model.hash, "vae_source": vae_source,
-            "vae_hash": vae_hash, "scheduler": sampler.describe(), "lora_hashes": lora_hashes,
+            "vae_hash": vae_hash, "scheduler": sampler.describe(get_schedule(cell.schedule)), "lora_hashes": lora_hashes,
             "embedding_hash": emb_hash, **facts}

@@ -18,12 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..axes import AXES
+from ..axes import AXES, arrow_types
 
-AXIS_TYPES = {"model": pa.string(), "vae": pa.string(), "sampler": pa.string(), "steps": pa.int64(),
-              "cfg": pa.float64(), "clip_skip": pa.int64(), "seed": pa.int64(), "prompt": pa.string(),
-              "negative_prompt": pa.string(), "width": pa.int64(), "height": pa.int64(),
-              "lora_weight": pa.float64(), "strength": pa.float64()}   # other axes: strings
+AXIS_TYPES = {name: getattr(pa, kind)() for name, kind in arrow_types().items()}   # from the axis registry
 
 GROUP_SCHEMA = pa.schema(
     [("sweep", pa.string()), ("metric", pa.string()), ("statistic", pa.string()), ("grouping", pa.string()),

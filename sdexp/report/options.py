@@ -10,7 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..axes import AXES, ConfigError, grid_axes
+from ..axes import ConfigError, grid_axes, swept_columns
 from ..config import GridConf
 from ..metrics.registry import METRICS
 
@@ -37,7 +37,7 @@ def swept_in_order(rows: pd.DataFrame, jobs: list[dict]) -> list[str]:
     Hydra's sweeper runs the product of the swept values with the first one given varying
     slowest, so the fewer times an axis changes from one job to the next, the earlier it was
     given. Axes that vary inside a job (seed lists, prompt sets) come last, in AXES order."""
-    swept = [a for a in AXES if a in rows.columns and rows[a].nunique(dropna=False) > 1]
+    swept = swept_columns(rows)
     changes = {}
     for axis in swept:
         values = [_job_value(j, axis) for j in jobs]
@@ -45,7 +45,7 @@ def swept_in_order(rows: pd.DataFrame, jobs: list[dict]) -> list[str]:
         if n:
             changes[axis] = n
     by_jobs = sorted(changes, key=lambda a: changes[a])
-    return by_jobs + [a for a in swept if a not in changes]
+    return swept_columns(rows, by_jobs)
 
 
 def parse_overrides(overrides: list[str]) -> dict:

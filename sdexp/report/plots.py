@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..axes import AXES
+from ..axes import swept_columns
 from ..estimates import from_rows, group_estimate, image_estimate
 from ..grid import AXIS_LABELS, format_value, ordered_values
 from ..metrics.registry import MetricInfo
@@ -34,7 +34,7 @@ class Plot:
 
 
 def plot_axes(rows: pd.DataFrame) -> list[str]:
-    return [a for a in AXES if a in rows.columns and a not in NOT_PLOTTED and rows[a].nunique() > 1]
+    return [a for a in swept_columns(rows) if a not in NOT_PLOTTED]
 
 
 def split_axis(x: str, swept: list[str], grid: dict | None, rows: pd.DataFrame) -> str | None:

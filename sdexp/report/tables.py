@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..axes import AXES
+from ..axes import swept_columns
 from ..estimates import Estimate, available_metrics, estimate
 from ..grid import ordered_values, plain_value
 from ..metrics.registry import MetricInfo
@@ -37,8 +37,7 @@ class CellTable:
 
 def cell_axes(rows: pd.DataFrame) -> list[str]:
     """Axes that vary between cells (seed and prompt are pooled inside a cell)."""
-    axes = [a for a in AXES if a in rows.columns and a not in AGGREGATED
-            and rows[a].nunique(dropna=False) > 1]
+    axes = [a for a in swept_columns(rows) if a not in AGGREGATED]
     return axes or [a for a in ("model",) if a in rows.columns]
 
 

@@ -1,0 +1,94 @@
+"""One job's settings: every axis key read through the registry, lists and A1111 ranges expanded.
+
+A job config may give any axis several values (`cfg='[3,5,7]'`, `steps='10-30 (+10)'`,
+`sampler='[euler_a,dpmpp_2m]'`); `settings` expands them into one `JobView` per combination (seeds
+and prompt sets stay inside a view: they never change what a view resolves). Resolvers that read
+files (checkpoint headers, LoRAs, embeddings, init images, prompt files) run once per distinct
+input through a `Memo`, so a 720-view job costs about what one view costs.
+"""
+from __future__ import annotations
+
+import itertools
+
+from omegaconf import OmegaConf
+
+from .axes import setting_axes
+from .axis_values import expand
+
+
+class JobView:
+    """A job config with some top-level keys set to one value each (one item of an in-job list)."""
+
+    def __init__(self, cfg, settings: dict):
+        self._cfg = cfg
+        self._settings = settings
+
+    def __getattr__(self, key: str):
+        settings = self.__dict__["_settings"]
+        return settings[key] if key in settings else getattr(self.__dict__["_cfg"], key)
+
+    def __getitem__(self, key: str):
+        return self.__getattr__(key)
+
+    def follows_model(self, key: str) -> bool:
+        """True when `key` (width, height) was not set by the user: it is the model group's size."""
+        return OmegaConf.is_interpolation(self._cfg, key)
+
+
+
+class Memo:
+    """Results (or the ValueError) of resolver calls, one per distinct argument tuple, for one plan."""
+
+    def __init__(self):
+        self._done: dict = {}
+
+    def __call__(self, fn, *args):
+        key = (fn, args)
+        if key not in self._done:
+            try:
+                self._done[key] = (fn(*args), None)
+            except ValueError as e:
+                self._done[key] = (None, e)
+        value, error = self._done[key]
+        if error is not None:
+            raise error
+        return value
+
+
+# keys whose lists stay inside one view: the engine loops over them itself
+INNER_KEYS = ("seed",)
+
+
+def settings(cfg, errors: list[str]) -> list[JobView]:
+    """The views of one job: one per combination of the values its axis keys list. Bad values are
+    appended to `errors` (once each) and left out."""
+    base, lists = {}, {}
+    for axis in setting_axes():
+        key = axis.config_key
+        if key not in cfg or key in INNER_KEYS:
+            continue
+        raw = cfg[key]
+        if raw is None or (axis.kind == "file" and not OmegaConf.is_list(raw)):
+            continue
+        try:
+            items = expand(raw, axis.kind, axis.splits)
+        except ValueError as e:
+            errors.append(f"{key}={OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else raw!r}: {e}")
+            continue
+        if not items:
+            errors.append(f"{key}=[] holds no values; valid: {axis.doc or 'one value or a list of them'}")
+            continue
+        values = []
+        for item in items:
+            try:
+                values.append(axis.convert(item) if axis.kind not in ("text", "file", "size") else item)
+            except ValueError as e:
+                if str(e) not in errors:
+                    errors.append(str(e))
+        values = list(dict.fromkeys(values))
+        if len(values) == 1:
+            base[key] = values[0]
+        elif values:
+            lists[key] = values
+    keys = list(lists)
+    return [JobView(cfg, {**base, **dict(zip(keys, combo))}) for combo in itertools.product(*lists.values())]

@@ -10,7 +10,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+
+from .compose import JobComposer
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +35,15 @@ class SdexpLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def compose(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[DictConfig]:
-        """Each job's config, composed as Hydra would for that job, with the hydra node removed."""
-        configs = []
-        for idx, overrides in enumerate(job_overrides):
-            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(cfg):
-                cfg.hydra.job.id = f"{initial_job_idx + idx}"
-                cfg.hydra.job.num = initial_job_idx + idx
-            HydraConfig.instance().set_config(cfg)
-            with open_dict(cfg):
-                del cfg["hydra"]
-            configs.append(cfg)
+        """Each job's config, identical to Hydra's composition for that job (see compose.py), without
+        the hydra node. Hydra's job config (hydra.job.id, num, override_dirname, ...) is set as Hydra's
+        launchers leave it after the last job."""
+        composer = JobComposer(self.hydra_context.config_loader, self.config)
+        configs = [composer.compose(overrides) for overrides in job_overrides]
+        if job_overrides:
+            last = len(job_overrides) - 1
+            HydraConfig.instance().set_config(composer.compose_with_hydra(job_overrides[last], initial_job_idx + last))
+        log.debug(f"sdexp launcher: {composer.full_compositions} full compositions for {len(configs)} jobs")
         return configs
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

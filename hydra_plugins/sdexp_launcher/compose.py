@@ -1,0 +1,153 @@
+"""Job configs of a multirun, identical to Hydra's `load_sweep_config`, at a fraction of its cost.
+
+Hydra composes every job from scratch (defaults list, config files, schema merge): about 0.1 to
+0.2 s a job. Most overrides of a sweep set values, not config-group choices, so this composes
+once per distinct set of *composition overrides* (config-group choices such as `model=tiny`, and
+anything under `hydra`) and applies each job's *value overrides* to a copy of that config, with
+the same classification and the same apply function Hydra uses inside `load_configuration`
+(`group_exists` on the config repository, `_apply_overrides_to_config`): `+key=`, `++key=`,
+`~key`, lists, dicts, quoted strings and interpolations behave as in Hydra, struct mode included.
+
+Anything this cannot do exactly goes through Hydra's full composition instead: an override that
+fails to parse, a sweep value, an override that fails to apply (Hydra then raises its own error),
+a Hydra without the functions used here, or `SDEXP_LAUNCHER_FULL_COMPOSE=1` in the environment.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from typing import Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+try:
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+except ImportError:     # another Hydra: every job takes the full composition
+    ConfigLoaderImpl = get_overrides_dirname = None
+
+FULL_COMPOSE_ENV = "SDEXP_LAUNCHER_FULL_COMPOSE"   # "1": compose every job with Hydra (the slow reference path)
+_HOOKS = ("_parse_overrides_and_create_caching_repo", "_apply_overrides_to_config")
+
+
+def full_compose_requested() -> bool:
+    return os.environ.get(FULL_COMPOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+class JobComposer:
+    """Composes job configs of one multirun (`master_config` is the sweep's config, with its hydra node)."""
+
+    def __init__(self, config_loader, master_config: DictConfig, full: bool | None = None) -> None:
+        self.loader, self.master = config_loader, master_config
+        hooks = ConfigLoaderImpl is not None and isinstance(config_loader, ConfigLoaderImpl) and all(
+            hasattr(config_loader, h) for h in _HOOKS)
+        self.fast = hooks and not (full_compose_requested() if full is None else full)
+        self.full_compositions = 0        # jobs composed by Hydra from scratch (fallbacks and bases)
+        self._parser = OverridesParser.create()
+        self._parsed: dict[str, Override] = {}
+        self._is_group: dict[str, bool] = {}
+        self._bases: dict[tuple[str, ...], tuple[DictConfig, DictConfig]] = {}
+        self._repo = None
+
+    # --- Hydra's own composition ---------------------------------------------------------------
+    def hydra_compose(self, overrides: Sequence[str]) -> DictConfig:
+        """The job's config with its hydra node, composed by Hydra."""
+        self.full_compositions += 1
+        return self.loader.load_sweep_config(self.master, list(overrides))
+
+    # --- public API ----------------------------------------------------------------------------
+    def compose(self, overrides: Sequence[str]) -> DictConfig:
+        """The job's config without its hydra node."""
+        split = self._split(overrides)
+        if split is not None:
+            key, values, _ = split
+            cfg = self._apply(self._base(key)[1], values)
+            if cfg is not None:
+                return cfg
+        cfg = self.hydra_compose(overrides)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    def compose_with_hydra(self, overrides: Sequence[str], job_idx: int) -> DictConfig:
+        """The job's whole config, hydra node included, as Hydra's launchers give it to a job
+        (`load_sweep_config`, then hydra.job.id and hydra.job.num)."""
+        cfg = None
+        split = self._split(overrides)
+        if split is not None:
+            key, values, app = split
+            cfg = self._apply(self._base(key)[0], values)
+            if cfg is not None:
+                job = cfg.hydra.job
+                cfg.hydra.overrides.task = [o.input_line for o in app]
+                job.override_dirname = get_overrides_dirname(
+                    overrides=app, kv_sep=job.config.override_dirname.kv_sep,
+                    item_sep=job.config.override_dirname.item_sep,
+                    exclude_keys=job.config.override_dirname.exclude_keys)
+        if cfg is None:
+            cfg = self.hydra_compose(overrides)
+        with open_dict(cfg):
+            cfg.hydra.job.id = f"{job_idx}"
+            cfg.hydra.job.num = job_idx
+        return cfg
+
+    # --- the fast path -------------------------------------------------------------------------
+    def _split(self, overrides: Sequence[str]):
+        """(composition key, value overrides, app overrides) of a job, or None for the full composition."""
+        if not self.fast:
+            return None
+        parsed = []
+        for line in overrides:
+            o = self._parsed.get(line)
+            if o is None:
+                try:
+                    o = self._parser.parse_override(line)
+                except Exception:       # Hydra reports a bad override itself
+                    return None
+                self._parsed[line] = o
+            if o.is_sweep_override():   # not legal in one job: Hydra raises its own error
+                return None
+            parsed.append(o)
+        key = tuple(o.input_line for o in parsed if self._composes(o))
+        values = [o for o in parsed if not self._composes(o)]
+        return key, values, [o for o in parsed if not o.is_hydra_override()]
+
+    def _composes(self, o: Override) -> bool:
+        """True when Hydra consumes the override while building the defaults list (a config-group
+        choice, as `Overrides.__init__` decides it) or it concerns Hydra's own node."""
+        kog = o.key_or_group
+        if kog == "hydra" or o.is_hydra_override() or o.package is not None:
+            return True
+        if kog not in self._is_group:
+            self._is_group[kog] = self._repository().group_exists(kog)
+        return self._is_group[kog] and not isinstance(o.value(), dict)
+
+    def _repository(self):
+        """The config repository Hydra composes these jobs with (the search path as the sweep's
+        hydra overrides set it)."""
+        if self._repo is None:
+            hydra_overrides = list(OmegaConf.to_container(self.master.hydra.overrides.hydra))
+            _, self._repo = self.loader._parse_overrides_and_create_caching_repo(
+                self.master.hydra.job.config_name, hydra_overrides)
+        return self._repo
+
+    def _base(self, key: tuple[str, ...]) -> tuple[DictConfig, DictConfig]:
+        """(config with hydra node, config without) composed by Hydra from the composition overrides."""
+        if key not in self._bases:
+            whole = self.hydra_compose(key)
+            app = copy.deepcopy(whole)
+            with open_dict(app):
+                del app["hydra"]
+            self._bases[key] = whole, app
+        return self._bases[key]
+
+    def _apply(self, base: DictConfig, values: list[Override]) -> DictConfig | None:
+        """A copy of `base` with the value overrides applied as Hydra applies them; None when one fails."""
+        cfg = copy.deepcopy(base)
+        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        except Exception:               # the full composition raises Hydra's own error
+            return None
+        return cfg

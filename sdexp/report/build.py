@@ -16,15 +16,17 @@ from ..axes import ConfigError
 from ..estimates import decimals, format_number, read_groups, reference_of
 from ..grid import DEFAULT_MAX_PIXELS, AXIS_LABELS, GridPage, axis_label, format_value, render_grids
 from ..store import TMP_SUFFIX, atomic_write_bytes, load_rows
-from .html import ASSETS, render_index
+from .html import ASSETS, render, render_index
+from .images import image_facts
 from .options import grid_options
 from .plots import make_plots
 from .summary import summarize
 from .tables import cell_table, table_frame
+from .viewer import write_viewer
 
 GRID_THUMB_WIDTH = 1600    # grids wider than this are shown downscaled; a click opens the original
 CELL_THUMB = 96            # cell thumbnails (shown at 36 px, sharp on high-density screens)
-OWNED = ("assets", "thumbs", "plots")   # report/ subfolders rebuilt (stale files removed) each time
+OWNED = ("assets", "thumbs", "plots", "data")   # report/ subfolders rebuilt (stale files removed) each time
 
 
 class Writer:
@@ -190,6 +192,8 @@ def build_report(folder: Path | str, grid: dict | None = None, grids: list[GridP
     for asset in sorted(ASSETS.iterdir()):
         writer.bytes(report / "assets" / asset.name, asset.read_bytes())
 
+    images = image_facts(folder, rows, report, writer.keep)
+    viewer = write_viewer(folder, rows, groups, images, grid, report, writer, render)
     table = cell_table(rows, groups)
     plots = make_plots(rows, groups, table.metrics, grid, report / "plots", writer.bytes)
     csv = table_frame(table).to_csv(index=False).encode()
@@ -211,6 +215,7 @@ def build_report(folder: Path | str, grid: dict | None = None, grids: list[GridP
         "grids": _grid_views(writer, report, grids),
         "table": _table_view(writer, report, folder, table, groups),
         "plots": [{"src": href(p.path, report), "title": p.title} for p in plots],
+        "viewer": href(viewer, report),
     }
     index = writer.bytes(report / "index.html", render_index(context).encode())
     writer.prune()

@@ -15,5 +15,9 @@ def environment() -> Environment:
                        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
+def render(template: str, context: dict) -> str:
+    return environment().get_template(template).render(**context)
+
+
 def render_index(context: dict) -> str:
-    return environment().get_template("index.html.j2").render(**context)
+    return render("index.html.j2", context)

@@ -37,7 +37,7 @@ def browser(tmp_path):
         options.add_argument("--no-sandbox")       # Chromium refuses to run as root with its sandbox
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(120)      # generous: a busy 2-core machine starts Chromium slowly
     yield driver
     driver.quit()
 

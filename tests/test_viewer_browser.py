@@ -1,0 +1,237 @@
+"""The viewer in a real browser (Debian's chromium and chromium-driver, as the report's browser
+test): report/viewer.html opened from disk, on a sweep rendered by the real engine (CFG 3 and 7 x
+seeds 0 and 1 x two prompts, one holding HTML and script). Every test ends with no console error."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import sdexp
+from conftest import EVIL_PROMPT
+from test_report_browser import browser, errors_in, pytestmark  # noqa: F401  (the driver set-up and skip rule)
+
+
+def js(driver, script, *args):
+    return driver.execute_script(script, *args)
+
+
+def open_viewer(driver, folder: Path, hash_: str = ""):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get((Path(folder) / "report" / "viewer.html").resolve().as_uri() + hash_)
+    WebDriverWait(driver, 20).until(lambda d: js(d, "return document.body.getAttribute('data-ready') === '1'"))
+
+
+def shown(driver) -> int:
+    return js(driver, "return document.querySelectorAll('#grid figure.img').length")
+
+
+def texts(driver, selector: str) -> list[str]:
+    return js(driver, "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent)", selector)
+
+
+def choose(driver, name: str, value: str):
+    js(driver, "const s = document.querySelector(`select[name='${arguments[0]}']`); s.value = arguments[1];"
+               "s.dispatchEvent(new Event('change'))", name, value)
+
+
+def state(driver) -> dict:
+    return js(driver, "return sdexpViewer.state()")
+
+
+def no_console_errors(driver):
+    errors = errors_in(driver.get_log("browser"))
+    assert not errors, errors
+
+
+@pytest.fixture
+def folder(report_sweep) -> Path:
+    return Path(report_sweep["folder"])
+
+
+@pytest.fixture
+def rows(folder):
+    return sdexp.load_rows(folder)
+
+
+def test_choose_axes_and_seeds_labels_and_image_count(browser, folder):
+    open_viewer(browser, folder)
+    # the sweep's own layout: X CFG scale, Y prompt, first seed of each cell
+    assert texts(browser, "#grid th.x-label") == ["CFG scale: 3", "CFG scale: 7"]
+    assert texts(browser, "#grid th.y-label") == ["Prompt: a red apple on a table", f"Prompt: {EVIL_PROMPT}"]
+    assert shown(browser) == 4
+    choose(browser, "Seeds", "all")
+    assert shown(browser) == 8
+    assert sorted(set(texts(browser, "#grid figcaption")))[0].startswith("Seed: 0")
+    # seed on X, CFG on Y: the prompt becomes a row of value tabs
+    choose(browser, "X", "seed")
+    choose(browser, "Y", "cfg")
+    assert texts(browser, "#grid th.x-label") == ["Seed: 0", "Seed: 1"]
+    assert texts(browser, "#grid th.y-label") == ["CFG scale: 3", "CFG scale: 7"]
+    assert texts(browser, "#tabs .tab") == ["a red apple on a table", EVIL_PROMPT]
+    assert shown(browser) == 4
+    browser.find_elements("css selector", "#tabs .tab")[1].click()
+    assert js(browser, "return document.querySelectorAll('#tabs .tab')[1].getAttribute('aria-selected')") == "true"
+    assert shown(browser) == 4
+    # CFG as Y super-axis, prompt on Y: blocks with sticky labels of both
+    choose(browser, "Y super", "cfg")
+    choose(browser, "Y", "prompt")
+    assert texts(browser, "#grid th.ys-label") == ["CFG scale: 3", "CFG scale: 7"]
+    assert len(texts(browser, "#grid th.y-label")) == 4 and shown(browser) == 8
+    assert js(browser, "return getComputedStyle(document.querySelector('#grid th.y-label')).position") == "sticky"
+    no_console_errors(browser)
+
+
+def test_toggle_a_value_hides_its_column(browser, folder):
+    open_viewer(browser, folder)
+    box = browser.find_element("css selector", ".toggles[data-axis='cfg'] input[name='7']")
+    box.click()
+    assert texts(browser, "#grid th.x-label") == ["CFG scale: 3"] and shown(browser) == 2
+    assert "h.cfg=1" in browser.current_url
+    box.click()
+    assert shown(browser) == 4
+    no_console_errors(browser)
+
+
+def test_full_size_with_parameters_and_arrow_keys(browser, folder, rows):
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_viewer(browser, folder)
+    first = rows[(rows.cfg == 3) & (rows.prompt == rows.prompt.iloc[0])].sort_values("seed").iloc[0]
+    browser.find_element("css selector", "#grid figure.img img").click()
+
+    def loaded(image_id):
+        WebDriverWait(browser, 10).until(lambda d: js(d, "return document.getElementById('detail').getAttribute('data-loaded')") == image_id)
+        WebDriverWait(browser, 10).until(lambda d: js(d, "const i = document.querySelector('#detail img'); return i.complete && i.naturalWidth > 0"))
+
+    loaded(first.image_id)
+    assert js(browser, "return document.getElementById('detail').hidden") is False
+    assert js(browser, "return document.querySelector('#detail img').naturalWidth") == 64
+    with Image.open(folder / first.image_path) as im:
+        params = im.text["parameters"]
+    assert js(browser, "return document.querySelector('#detail .params').value") == params
+    fields = dict(zip(texts(browser, "#detail .fields th"), texts(browser, "#detail .fields td")))
+    assert fields["image_id"] == first.image_id and fields["cfg"] == "3" and fields["sweep"] == "rep"
+    body = browser.find_element("css selector", "body")
+    body.send_keys(Keys.ARROW_RIGHT)                      # along X: CFG 7, same prompt and seed
+    right = rows[(rows.cfg == 7) & (rows.prompt == first.prompt) & (rows.seed == first.seed)].iloc[0]
+    loaded(right.image_id)
+    body.send_keys(Keys.ARROW_RIGHT)                      # the last column: stays
+    assert state(browser)["open"] == rows.index[rows.image_id == right.image_id][0]
+    body.send_keys(Keys.ARROW_DOWN)                       # along Y: the next prompt
+    down = rows[(rows.cfg == 7) & (rows.prompt == EVIL_PROMPT) & (rows.seed == first.seed)].iloc[0]
+    loaded(down.image_id)
+    assert f"open={down.image_id}" in browser.current_url
+    body.send_keys(Keys.ESCAPE)
+    assert js(browser, "return document.getElementById('detail').hidden") is True
+    no_console_errors(browser)
+
+
+def test_compare_two_cells_seed_by_seed_with_paired_difference(browser, folder, rows):
+    open_viewer(browser, folder)
+    browser.find_element("id", "compare-mode").click()
+    cells = browser.find_elements("css selector", "#grid td.cell")
+    cells[0].click()                                      # CFG 3, first prompt
+    cells[1].click()                                      # CFG 7, first prompt
+    assert js(browser, "return document.getElementById('compare').hidden") is False
+    prompt = rows.prompt.iloc[0]
+    a = rows[(rows.cfg == 3) & (rows.prompt == prompt)].sort_values("seed")
+    b = rows[(rows.cfg == 7) & (rows.prompt == prompt)].sort_values("seed")
+    diffs = b.clip_score.round(4).to_numpy() - a.clip_score.round(4).to_numpy()
+    row = "#compare tr[data-metric='clip_score']"
+    assert texts(browser, row + " td.n") == ["2"]
+    value = float(js(browser, f"return document.querySelector(\"{row} td.diff\").getAttribute('data-value')"))
+    assert value == pytest.approx(diffs.mean(), abs=1e-9)
+    low = float(js(browser, f"return document.querySelector(\"{row} td.ci\").getAttribute('data-low')"))
+    high = float(js(browser, f"return document.querySelector(\"{row} td.ci\").getAttribute('data-high')"))
+    # two pairs: every bootstrap resample mean is d1, d2 or their mean, so the 95% interval is [min, max]
+    assert (low, high) == pytest.approx((diffs.min(), diffs.max()), abs=1e-9)
+    assert len(browser.find_elements("css selector", "#compare tr.pair")) == 2
+    assert len(browser.find_elements("css selector", "#compare tr.pair figure.img")) == 4
+    assert "cmp=" in browser.current_url
+    no_console_errors(browser)
+
+
+def test_the_bootstrap_in_the_page_matches_the_reports(browser, folder):
+    import numpy as np
+
+    from sdexp.stats import bootstrap_mean_ci
+
+    open_viewer(browser, folder)
+    values = list(np.random.default_rng(3).normal(0.4, 1.0, 40))
+    got = js(browser, "return sdexpViewer.bootstrap(arguments[0])", values)
+    mean, low, high = bootstrap_mean_ci(values)
+    assert got["mean"] == pytest.approx(mean) and got["n"] == 40
+    assert (got["lo"], got["hi"]) == pytest.approx((low, high), abs=0.05)   # another generator, same method
+
+
+def test_a_view_is_restored_from_the_url_hash(browser, folder, rows):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    target = rows[(rows.prompt == EVIL_PROMPT) & (rows.cfg == 7) & (rows.seed == 1)].iloc[0]
+    open_viewer(browser, folder, f"#x=seed&y=cfg&xs=&ys=&seed=first&t.prompt=1&m=clip_score&heat=1&open={target.image_id}")
+    assert texts(browser, "#grid th.x-label") == ["Seed: 0", "Seed: 1"]
+    assert js(browser, "return document.querySelectorAll('#tabs .tab')[1].getAttribute('aria-selected')") == "true"
+    assert all(js(browser, "return Array.from(document.querySelectorAll('#grid td.cell')).map(td => td.style.background !== '')"))
+    titles = js(browser, "return Array.from(document.querySelectorAll('#grid td.cell')).map(td => td.title)")
+    assert all(t.startswith("CLIP score ") and t.endswith("N=1") for t in titles)
+    WebDriverWait(browser, 10).until(lambda d: js(d, "return document.getElementById('detail').getAttribute('data-loaded')") == target.image_id)
+    assert js(browser, "return document.getElementById('detail').hidden") is False
+    assert js(browser, "return document.querySelector('select[name=X]').value") == "seed"
+    no_console_errors(browser)
+
+
+def test_prompt_with_markup_is_text_everywhere(browser, folder, rows):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    evil = rows[rows.prompt == EVIL_PROMPT].iloc[0]
+    open_viewer(browser, folder, f"#x=cfg&y=seed&xs=&ys=&t.prompt=1&open={evil.image_id}")
+    WebDriverWait(browser, 10).until(lambda d: js(d, "return document.getElementById('detail').getAttribute('data-loaded')") == evil.image_id)
+    assert EVIL_PROMPT in texts(browser, "#tabs .tab")
+    assert EVIL_PROMPT in js(browser, "return document.querySelector('#detail .params').value")
+    assert EVIL_PROMPT in texts(browser, "#detail .fields td")
+    assert EVIL_PROMPT in " ".join(texts(browser, "#detail .detail-title"))
+    browser.find_element("css selector", "body").send_keys("\ue00c")      # Escape
+    choose(browser, "Y", "prompt")
+    assert f"Prompt: {EVIL_PROMPT}" in texts(browser, "#grid th.y-label")
+    assert js(browser, "return document.querySelectorAll('b').length") == 0
+    assert js(browser, "return Array.from(document.scripts).map(s => s.getAttribute('src'))")[:2] == [
+        "assets/viewer.js", "data/viewer.js"]
+    assert not js(browser, "return Array.from(document.querySelectorAll('*')).flatMap(e => "
+                           "Array.from(e.attributes).map(a => a.name)).filter(n => n.startsWith('on'))")
+    no_console_errors(browser)
+
+
+def test_save_view_draws_a_canvas_that_can_be_exported(browser, folder, tmp_path):
+    import base64
+
+    open_viewer(browser, folder)
+    url = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "sdexpViewer.renderCanvas().then(c => done(c.toDataURL('image/png')), e => done('error: ' + e));")
+    assert url.startswith("data:image/png;base64,"), url[:200]
+    shot = tmp_path / "view.png"
+    shot.write_bytes(base64.b64decode(url.split(",", 1)[1]))
+    with Image.open(shot) as im:
+        width, height = im.size
+        assert width > 128 and height > 128
+        assert len(set(im.convert("RGB").getdata())) > 50          # the thumbnails were drawn, not blank
+    no_console_errors(browser)
+
+
+def test_screenshots_for_the_readme(browser, folder, tmp_path):
+    """Leaves screenshots of the viewer (SDEXP_DOCS=<folder> writes them there, e.g. docs/)."""
+    out = Path(os.environ.get("SDEXP_DOCS", tmp_path))
+    open_viewer(browser, folder, "#x=cfg&y=prompt&xs=&ys=&seed=all&m=clip_score&heat=1&auto=0&size=112")
+    assert browser.save_screenshot(str(out / "viewer.png"))
+    browser.find_element("id", "compare-mode").click()
+    cells = browser.find_elements("css selector", "#grid td.cell")
+    cells[0].click()
+    cells[1].click()
+    assert browser.save_screenshot(str(out / "viewer-compare.png"))
+    assert (out / "viewer.png").stat().st_size > 10_000
+    no_console_errors(browser)

@@ -56,8 +56,8 @@ TABLES = {"axes-table": axis_table, "samplers-table": sampler_table, "schedules-
 def render(readme: str) -> str:
     """README text with every marked table replaced by the generated one."""
     for marker, make in TABLES.items():
-        pattern = re.compile(rf"(<!-- {marker} -->\n).*?(\n<!-- /{marker} -->)", re.S)
-        readme = pattern.sub(lambda m: m[1] + make() + m[2], readme)
+        pattern = re.compile(rf"(<!-- {marker} -->\n)(?:.*?\n)?(<!-- /{marker} -->)", re.S)
+        readme = pattern.sub(lambda m: m[1] + make() + "\n" + m[2], readme)
     return readme
 
 

@@ -33,6 +33,10 @@ CASES = [
     (["grid.x=steps", "prompts=single"], ["grid.x='steps'", "not a swept axis", "nothing is swept"]),
     (["grid.y=colour"], ["grid.y='colour'", "not a swept axis", "valid: prompt"]),
     (["seed=-2"], ["seed=-2", "-1 for random"]),
+    # axis values are typed by the axis registry (lists and ranges pass Hydra), so they fail at plan time
+    (["steps=abc"], ["steps='abc'", "not an integer", "1..1000"]),
+    (["cfg=[3,x]"], ["cfg='x'", "not a number"]),
+    (["steps='10-1'"], ["steps=", "holds no values"]),
     (["seed=abc"], ["seed='abc'", "-1 for random"]),
     (["run.batch_size=0"], ["run.batch_size=0", ">= 1"]),
     (["run.dtype=float8"], ["run.dtype='float8'", "bfloat16"]),
@@ -68,7 +72,6 @@ CASES = [
 COMPOSE_CASES = [
     (["model=nosuchmodel"], ["model/nosuchmodel", "tiny"]),
     (["vae=nosuchvae"], ["vae/nosuchvae", "tiny_alt"]),
-    (["steps=abc"], ["steps", "abc"]),
     (["stepz=3"], ["stepz"]),
     (["model.sourse=x"], ["sourse"]),
 ]

@@ -10,7 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..axes import ConfigError, grid_axes, swept_columns
+from ..axes import BY_NAME, ConfigError, grid_axes, swept_columns
 from ..config import GridConf
 from ..metrics.registry import METRICS
 
@@ -24,11 +24,13 @@ def newest_run_config(folder: Path) -> dict:
 
 
 def _job_value(job: dict, axis: str):
+    """What a job set for an axis: its config key (checkpoint, vae_file, ...), for files with the group's name."""
+    key = BY_NAME[axis].config_key if axis in BY_NAME else axis
     if axis in ("model", "vae"):
-        return (job.get(axis) or {}).get("name")
+        return repr((job.get(key), (job.get(axis) or {}).get("name")))
     if axis == "prompt":
         return repr((job.get("prompt"), job.get("prompts")))
-    return repr(job.get(axis))
+    return repr(job.get(key))
 
 
 def swept_in_order(rows: pd.DataFrame, jobs: list[dict]) -> list[str]:

@@ -1,0 +1,47 @@
+"""What a user types at the shell, through the real console script: prompts with commas, A1111
+ranges, in-job lists planned like the multirun, and typos that fail with a suggestion."""
+from __future__ import annotations
+
+import re
+
+from helpers import run_cli
+
+
+def _counts(stdout: str) -> dict:
+    """The dry run's numbers: {"images (cells x prompts x seeds)": 12, ...}."""
+    return {m[1].strip(): int(m[2]) for m in re.finditer(r"^\s+([a-zA-Z][^\d\n]*?)\s+(\d+)\b", stdout, re.M)}
+
+
+def test_a_prompt_with_commas_is_one_prompt_and_ranges_expand(tmp_path):
+    root = f"results_root={tmp_path / 'r'}"
+    one = run_cli(["plan", "-m", "prompt=masterpiece, best quality, a cat", "seed=0", root], cwd=tmp_path)
+    assert _counts(one.stdout)["images (cells x prompts x seeds)"] == 1
+    ranged = run_cli(["plan", "prompt=a cat", "steps=10-30 (+10)", "seed=1-4", "cfg=3-7 [3]", root], cwd=tmp_path)
+    assert _counts(ranged.stdout)["images (cells x prompts x seeds)"] == 3 * 4 * 3
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.png"))
+
+
+def test_in_job_lists_plan_like_the_multirun(tmp_path):
+    root = f"results_root={tmp_path / 'r'}"
+    lists = run_cli(["plan", "cfg=[1,7]", "sampler=[euler_a,ddim]", "clip_skip=[1,2]", "seed=[0,1]", root],
+                    cwd=tmp_path)
+    jobs = run_cli(["plan", "-m", "cfg=1,7", "sampler=euler_a,ddim", "clip_skip=1,2", "seed=[0,1]", root],
+                   cwd=tmp_path)
+    a, b = _counts(lists.stdout), _counts(jobs.stdout)
+    assert a["images (cells x prompts x seeds)"] == 2 * 2 * 2 * 2 * 2      # two prompts in the default set
+    for key in ("images (cells x prompts x seeds)", "prompt encodings", "denoise trajectories", "batches",
+                "UNet evaluations", "VAE decodes"):
+        assert a[key] == b[key], key
+    assert "x=cfg y=sampler z=clip_skip" in lists.stdout and "x=cfg y=sampler z=clip_skip" in jobs.stdout
+
+
+def test_typos_and_seeds_outside_the_sweep_fail_with_one_line(tmp_path):
+    root = f"results_root={tmp_path / 'r'}"
+    typo = run_cli(["-m", "+samplr=euler", root], cwd=tmp_path, check=False)
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr
+    assert "samplr is not a config key; did you mean sampler?" in typo.stderr
+    seed = run_cli(["seed=[0,1]", "grid.seed=9", root], cwd=tmp_path, check=False)
+    assert seed.returncode == 2 and "grid.seed=9 is not a seed of this sweep" in seed.stderr
+    inf = run_cli(["cfg=inf", root], cwd=tmp_path, check=False)
+    assert inf.returncode == 2 and "cfg=inf must be a finite number" in inf.stderr
+    assert not (tmp_path / "r").exists()

@@ -2,11 +2,12 @@
 __version__ = "0.1.0"
 
 
-def load_rows(folder):
-    """One row per image of a stored sweep (results/<name>), as a pandas DataFrame."""
+def load_rows(folder, columns=None, filters=None):
+    """One row per image of a stored sweep (results/<name>), as a pandas DataFrame; `columns` reads
+    only those, `filters` is a pyarrow expression or DNF tuples such as [("cfg", ">", 5)]."""
     from .store import load_rows as _load_rows
 
-    return _load_rows(folder)
+    return _load_rows(folder, columns, filters)
 
 
 def load_groups(folder):

@@ -18,13 +18,42 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def fault_message(e: BaseException) -> str:
+    """One line for a runtime fault: the error and, for file-system errors, the path."""
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e):
+        return f"{e.strerror or e}: {e.filename}"
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def interrupted(cfgs: list[DictConfig]) -> None:
+    """Ctrl-C: what is stored stays stored; a rerun renders the rest."""
+    from pathlib import Path
+
+    from .store import Store
+
+    folder = Path(cfgs[0].results_root) / cfgs[0].name
+    try:
+        n = len(Store(folder).image_ids())
+    except Exception:  # a half-written store still gets the message below
+        n = "some"
+    print(f"\nsdexp: interrupted; {n} images are stored in {folder}; run the same command again to "
+          f"resume (stored images are not rendered again)", file=sys.stderr)
+    raise SystemExit(130)
+
+
 def run_jobs(cfgs: list[DictConfig], override_keys: list[str], single_job_of_multirun: bool = False) -> dict:
+    from .store import RUNTIME_FAULTS
     from .sweep import run_sweep
 
     try:
         return run_sweep(cfgs, override_keys, single_job_of_multirun=single_job_of_multirun)
     except ConfigError as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        interrupted(cfgs)
+    except RUNTIME_FAULTS as e:
+        print(f"sdexp: error: {fault_message(e)}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -38,6 +67,8 @@ SUBCOMMANDS = {
     # name: (module, function) taking the remaining argv; each rereads a stored sweep
     "report": ("sdexp.report", "main"),
     "score": ("sdexp.score", "main"),
+    "verify": ("sdexp.verify", "main"),
+    "compact": ("sdexp.compact", "main"),
 }
 
 

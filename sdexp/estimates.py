@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .image_health import is_flagged
 from .metrics.registry import METRICS, MetricInfo, get_metric
 from .stats import bootstrap_mean_ci
 
@@ -131,7 +132,7 @@ def estimate(metric: MetricInfo | str, records: list[dict], where: dict,
     with its bootstrap interval, or the groups table's row for this cell."""
     info = metric_info(metric)
     if records and from_rows(info, records[0]):
-        return image_estimate(r.get(info.column) for r in records)
+        return image_estimate(r.get(info.column) for r in records if not is_flagged(r))   # image health
     return group_estimate(groups, info, where)
 
 

@@ -36,6 +36,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from .image_health import flag_note
+
 AXIS_LABELS: dict[str, str] = {
     "model": "Model",
     "vae": "VAE",
@@ -515,8 +517,8 @@ def render_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str |
     for combo, name in zip(combos, _names(x, y, z, extra, combos)):
         cells: dict[tuple, list[dict]] = {}
         for rec in groups_by[combo]:
-            if rec.get("image_path") is None:
-                continue
+            if rec.get("image_path") is None or not (root / rec["image_path"]).is_file():
+                continue          # a missing image leaves its cell empty (`sdexp verify` names it)
             key = (rec[x], rec[y] if y else None, rec[z] if z else None)
             cells.setdefault(key, []).append(rec)
         texts = _metric_texts(cells, info, groups, dict(zip(extra, combo)), (x, y, z))
@@ -524,7 +526,8 @@ def render_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str |
         for key, recs in cells.items():
             chosen = _chosen(recs, seed, "seed" not in axes)
             if chosen:
-                plans[key] = _CellPlan(root, chosen, captioned, texts.get(key), len(recs), max_pixels)
+                note = "\n".join(t for t in (texts.get(key), flag_note(recs)) if t) or None   # image health
+                plans[key] = _CellPlan(root, chosen, captioned, note, len(recs), max_pixels)
         title = ", ".join(axis_label(a, v) for a, v in zip(extra, combo)) or None
         cell_size = (max(p.size[0] for p in plans.values()), max(p.size[1] for p in plans.values())) \
             if plans else (64, 64)

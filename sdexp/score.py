@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from .axes import ConfigError
+from .image_health import healthy
 
 # key: (default, help). Dotted keys are options of one part; `options.METRIC.KEY` passes free-form
 # options to a registered per-image metric (a preference model's weights, say).
@@ -169,6 +170,7 @@ def check(cfg: dict):
     if rows.empty:
         raise ConfigError(f"folder={str(folder)!r} holds no rows yet; render the sweep first")
     rows = rows.drop_duplicates("image_id", keep="last").reset_index(drop=True)
+    rows = healthy(rows, log=lambda m: print(m, file=sys.stderr), what="scores").reset_index(drop=True)
     load_plugins(cfg["plugins"])
 
     metrics = cfg["metrics"]

@@ -21,6 +21,9 @@ from .plan import AXES, Plan, grid_axes, make_plan
 from .render import render
 from .report import build_report
 from .store import Store
+from .compact import compact_if_needed
+from .verify import quick_repair
+from .preflight import check_inputs
 
 
 def quiet_libraries() -> None:
@@ -96,6 +99,7 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
 def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = None) -> int:
     """Render every cell of the plan not yet in the store; returns the number rendered.
     A caller may pass its own model cache, to keep models loaded across sweeps."""
+    quick_repair(store, log)          # the cheap store check: damaged rows and images are rendered again
     done = store.image_ids()
     todo = [c for c in plan.cells if c.image_id not in done]
     log(f"sdexp: {len(plan.cells)} images planned, {len(plan.cells) - len(todo)} already stored, "
@@ -116,8 +120,10 @@ def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = 
                   if scorer else [float("nan")] * len(items))
         rows = []
         for item, score in zip(items, scores):
-            path = store.write_png(item["cell"].image_id, item["image"])
-            rows.append(_row(plan, item, path, score, device, dtype, scorer.source if scorer else None))
+            facts = store.write_image(item["cell"].image_id, item["image"])   # image_path, sha256, bytes
+            rows.append({**_row(plan, item, facts["image_path"], score, device, dtype,
+                                scorer.source if scorer else None),
+                         **facts, "image_flags": item.get("image_flags")})      # store facts, image health
         store.append_rows(rows)
         bar.update(len(items))
     bar.close()
@@ -155,6 +161,7 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
               log=print) -> dict:
     """Plan (failing before anything loads or any file changes), render, store, and grid."""
     plan = make_plan(cfgs, override_keys, check_grid=not single_job_of_multirun)
+    check_inputs(plan)                # results folder, whole weight files, hub ids, files changed since stored
     store = Store(plan.folder)
     if plan.dry_run:
         history = store.load_rows()
@@ -165,6 +172,7 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
     with store.lock():
         store.save_config(plan.configs)
         rendered = render_plan(plan, store, log)
+        compact_if_needed(store, log)
         rows, groups = store.load_rows(), read_groups(store.folder)   # read once for grids and report
         opts, pages = make_grids(plan, store, rows, groups, lenient=single_job_of_multirun)
         report = (build_report(store.folder, grid=opts, grids=pages, rows=rows, groups=groups)

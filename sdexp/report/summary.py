@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..axes import AXES
 from ..grid import AXIS_LABELS, format_value, ordered_values
+from ..image_health import FLAG_MEANING, flagged
 
 VERSION_COLUMNS = ["sdexp_version", "torch_version", "diffusers_version", "transformers_version",
                    "python_version"]
@@ -38,6 +39,9 @@ def summarize(rows: pd.DataFrame, folder: Path, grid: dict | None) -> dict:
         values = _distinct(rows, axis)
         (swept if len(values) > 1 else fixed).append((AXIS_LABELS[axis], values))
     facts = [("Images", str(len(rows)))]
+    if flagged(rows).any():
+        facts.append((f"Flagged images ({FLAG_MEANING}; left out of metrics and the best cell)",
+                      str(int(flagged(rows).sum()))))
     if "cell_id" in rows.columns:
         facts.append(("Cells (settings but seed and prompt)", str(rows["cell_id"].nunique())))
     if "prompt" in rows.columns:

@@ -1,0 +1,160 @@
+"""Checks a planned sweep passes before anything under results/ is written: the results folder can
+be made and written, weight files are whole (a safetensors header that fits its file), hub ids
+are in the local cache or reachable, and the local files a rerun uses are the ones the stored
+rows were rendered with (a checkpoint, VAE, LoRA or embedding replaced at the same path is an
+error: the stored images would otherwise count as rendered with it)."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+from .axes import ConfigError
+from .store import Store
+
+NAME_MAX = 255
+
+
+def check_inputs(plan) -> None:
+    """Every check above; raises ConfigError naming the key, the value and what is valid."""
+    check_results_folder(plan.folder)
+    files = weight_files(plan)
+    for key, path in sorted({(f[0], f[1]) for f in files}):
+        if path.suffix == ".safetensors" and path.is_file():
+            check_safetensors(key, path)
+    check_hub_ids(plan)
+    check_unchanged(plan, files)
+
+
+def check_results_folder(folder: Path) -> None:
+    folder = Path(folder)
+    if len(folder.name.encode()) > NAME_MAX:
+        raise ConfigError(f"name={folder.name[:40]!r}... is {len(folder.name.encode())} bytes long; "
+                          f"valid: a folder name of at most {NAME_MAX} bytes")
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            break
+    key = "name" if parent == folder else "results_root"
+    if not parent.is_dir():
+        raise ConfigError(f"{key}: {str(parent)!r} is a file, not a folder; valid: a folder (created if missing)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: {str(parent)!r} cannot be written (permission denied); "
+                          f"valid: a folder this user can write")
+    for sub in ("rows", "images", "config", "grids"):
+        if (folder / sub).exists() and not (folder / sub).is_dir():
+            raise ConfigError(f"name: {str(folder / sub)!r} is a file, not a folder; valid: a sweep folder "
+                              f"written by sdexp, or a new name")
+
+
+def check_safetensors(key: str, path: Path) -> None:
+    """A .safetensors file whose header is JSON and whose tensors lie inside the file."""
+    size = path.stat().st_size
+    problem = None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            (n,) = struct.unpack("<Q", head) if len(head) == 8 else (None,)
+            if n is None or n > size - 8:
+                problem = "its header is cut off"
+            else:
+                header = json.loads(fh.read(n))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+                if 8 + n + end > size:
+                    problem = f"it is cut off ({size} bytes, its header needs {8 + n + end})"
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        problem = f"its header cannot be read ({type(e).__name__})"
+    if problem:
+        raise ConfigError(f"{key}={str(path)!r} is not a whole .safetensors file: {problem}; valid: a complete "
+                          f"safetensors file (download or convert it again)")
+
+
+def weight_files(plan) -> list[tuple[str, Path, str, str, str]]:
+    """(key, path, source column, hash column, source as given) of every local weight file or folder
+    the plan uses, with the row columns that record its source and hash."""
+    out = []
+    for c in plan.cells:
+        for key, spec, cols in (("model.source", c.model, ("model_source", "model_hash")),
+                                ("vae.source", c.vae, ("vae_source", "vae_hash")),
+                                ("lora", c.lora, ("lora_source", "lora_hash")),
+                                ("embedding", c.embedding, ("embedding_source", "embedding_hash"))):
+            source = getattr(spec, "source", None) if spec is not None else None
+            if source and Path(source).expanduser().exists():
+                out.append((key, Path(source).expanduser().resolve(), *cols, source))
+    return list(dict.fromkeys(out))
+
+
+def _current_hash(hash_column: str, path: Path) -> str:
+    from .hashing import path_sha256, safetensors_data_sha256
+
+    return safetensors_data_sha256(path) if hash_column == "lora_hash" else path_sha256(path)
+
+
+def check_unchanged(plan, files) -> None:
+    """On a rerun: each local file the plan uses hashes as in the stored rows that name it."""
+    store = Store(plan.folder)
+    if not files or not store.part_files():
+        return
+    columns = sorted({c for f in files for c in f[2:4]})
+    stored = store.load_rows(columns=columns)
+    for key, path, source_col, hash_col, given in files:
+        named = stored[source_col].isin({str(path), given})
+        hashes = set(stored.loc[named, hash_col].dropna()) - {""}
+        if not hashes:
+            continue
+        now = _current_hash(hash_col, path)
+        if now not in hashes:
+            before = ", ".join(sorted(h[:12] for h in hashes))
+            raise ConfigError(
+                f"{key}={str(path)!r} has changed since its images were rendered: sha256 {now[:12]} now, "
+                f"{before} in the rows of {plan.folder}; the stored images would count as rendered with it. "
+                f"To render anew, give another name (name=...) or move {plan.folder} away")
+
+
+def check_hub_ids(plan) -> None:
+    """A hub id must be in the local Hugging Face cache, or (unless HF_HUB_OFFLINE is set) answer
+    the hub: no run waits on retries after the store is written."""
+    from .models import MODEL_BUILTINS, classify_source
+    from .tiny import TINY_VAES
+
+    ids = set()
+    for c in plan.cells:
+        for key, spec, builtins in (("model.source", c.model, MODEL_BUILTINS), ("vae.source", c.vae, TINY_VAES)):
+            if spec.source is None:
+                continue
+            try:
+                kind = classify_source(key, spec.source, builtins, spec.allow_pickle)
+            except ValueError:
+                continue          # the planner reports it
+            if kind == "hub":
+                ids.add((key, spec.source))
+    for key, repo in sorted(ids):
+        if _cached(repo):
+            continue
+        offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        reason = "HF_HUB_OFFLINE is set" if offline else _unreachable(repo)
+        if reason:
+            raise ConfigError(f"{key}={repo!r} is not in the local Hugging Face cache and cannot be downloaded "
+                              f"({reason}); valid: a cached hub id, a local folder or a .safetensors file")
+
+
+def _cached(repo: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    for name in ("model_index.json", "config.json"):
+        if isinstance(try_to_load_from_cache(repo, name), str):
+            return True
+    return False
+
+
+def _unreachable(repo: str) -> str | None:
+    """Why the hub cannot answer for this repo, or None when it does (one try, a short timeout)."""
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(repo, timeout=5)
+    except Exception as e:  # connection errors, timeouts, 404s and auth errors all mean: cannot fetch
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else 'no answer'}"
+    return None

@@ -1,0 +1,196 @@
+"""Sweeps of 10^5 images on one machine, without rendering: synthetic rows (every column of the
+declared schema, realistic strings) and tiny PNGs. Prints one `key=value` line per figure, with
+the peak RSS of the process that measured it (each figure runs in a fresh child process).
+
+    .venv/bin/python benchmarks/scale.py                   # every figure
+    .venv/bin/python benchmarks/scale.py load_rows_200k_s  # some of them
+    .venv/bin/python benchmarks/scale.py --before-parts 25000   # the "before" store at 200,000 rows
+
+Store figures, "after" (compacted, as a sweep leaves its store now) and "before" (one part file of 8
+rows per batch, as every store was before compaction; 2,500 part files = 20,000 rows, the store
+size measured in the December notes, or --before-parts N), measured side by side in one run:
+  load_rows_200k_s        sdexp.load_rows of 200,000 compacted rows
+  load_rows_before_s      sdexp.load_rows of the part-file store; `_per_file_loop` the former reader
+                          (one pandas read per part file) on the same files
+  stored_ids_200k_s       the resume check's stored image ids (image_id alone), 200,000 compacted rows
+  stored_ids_before_s     the same on the part-file store
+  rerun_noop_100k_s       the store's share of a rerun that finds all 100,000 images stored: the cheap
+                          store check (footers, ids, each image's presence and size) and the stored ids
+                          against 100,000 planned ids; `rerun_noop_before_s` on the part-file store
+Targets: load_rows_200k_s < 3, stored_ids_200k_s < 1, rerun_noop_100k_s < 20.
+
+Add a figure: a function `def my_figure_s(work: Path) -> dict` returning {"my_figure_s": seconds, ...},
+listed in FIGURES; main runs it in its own process and adds `my_figure_peak_rss_mib`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sdexp.schema import row_schema  # noqa: E402
+from sdexp.store import Store, image_relpath  # noqa: E402
+
+BATCH = 8       # rows per part file of an uncompacted store: one batch each
+BEFORE_PARTS = [2500]   # part files of the "before" store (--before-parts N)
+
+
+def image_ids(n: int) -> list[str]:
+    return [hashlib.sha256(str(i).encode()).hexdigest()[:16] for i in range(n)]
+
+
+def tiny_png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def synthetic_rows(n: int, png: bytes) -> pa.Table:
+    """n rows in the declared schema, values as a sweep of 8 samplers x 8 CFG x ... would hold."""
+    ids = image_ids(n)
+    i = np.arange(n)
+    sha = hashlib.sha256(png).hexdigest()
+    text = {
+        "sweep": ["scale"] * n, "image_id": ids, "cell_id": [f"{k:016x}" for k in i // 32],
+        "model": ["tiny"] * n, "model_source": ["/home/user/models/v1-5-pruned-emaonly.safetensors"] * n,
+        "model_hash": ["6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa"] * n,
+        "vae": [f"vae{k % 2}" for k in i], "sampler": [("Euler a", "DPM++ 2M Karras", "DDIM", "UniPC")[k % 4] for k in i],
+        "scheduler": ["EulerAncestralDiscreteScheduler"] * n,
+        "prompt": [f"a photo of a cat number {k % 50}, highly detailed, 4k" for k in i],
+        "negative_prompt": ["blurry, low quality"] * n, "size": ["512x512"] * n,
+        "image_path": [image_relpath(x) for x in ids], "image_sha256": [sha] * n, "image_flags": [""] * n,
+        "clip_model": ["openai/clip-vit-large-patch14"] * n, "batch_id": [f"{k:016x}" for k in i // BATCH],
+        "device": ["cuda"] * n, "dtype": ["float16"] * n, "sdexp_version": ["0.1.0"] * n,
+        "torch_version": ["2.14.1"] * n, "diffusers_version": ["0.42.1"] * n, "transformers_version": ["5.23.0"] * n,
+        "python_version": ["3.11.9"] * n, "created_at": ["2026-12-01T12:00:00+00:00"] * n,
+    }
+    numbers = {"steps": 20 + i % 4 * 10, "cfg": (i % 8).astype(float) + 1.0, "clip_skip": 1 + i % 2,
+               "seed": i // 64, "width": np.full(n, 512), "height": np.full(n, 512),
+               "image_bytes": np.full(n, len(png)), "clip_score": 20 + (i % 97) / 10.0,
+               "seconds": np.full(n, 0.8), "batch_size": np.full(n, BATCH), "batch_index": i % BATCH}
+    schema = row_schema()
+    columns = {**text, **numbers}
+    return pa.Table.from_arrays([pa.array(columns[f.name], f.type) if f.name in columns else pa.nulls(n, f.type)
+                                 for f in schema], schema=schema)
+
+
+def build_store(folder: Path, n: int, parts: bool, images: bool) -> Store:
+    """A store of n rows: one compacted file, or one part file per batch of BATCH rows (as a sweep
+    leaves it without compaction); with `images`, a tiny PNG per row in its subfolder."""
+    store = Store(folder)
+    store.rows.mkdir(parents=True, exist_ok=True)
+    png = tiny_png()
+    table = synthetic_rows(n, png)
+    if parts:
+        for k in range(0, n, BATCH):
+            pq.write_table(table.slice(k, BATCH), store.rows / f"part-20261201T120000-{k:08x}.parquet")
+    else:
+        pq.write_table(table, store.rows / "part-20261201T120000-00000000-merged.parquet", row_group_size=1 << 16)
+    if images:
+        for rel in table.column("image_path").to_pylist():
+            path = folder / rel
+            if not path.parent.is_dir():
+                path.parent.mkdir(parents=True)
+            path.write_bytes(png)
+    return store
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def load_rows_200k(work: Path) -> dict:
+    import pandas as pd
+
+    from sdexp.store import load_rows
+
+    out = {}
+    store = build_store(work / "compacted", 200_000, parts=False, images=False)
+    out["load_rows_200k_s"] = timed(lambda: load_rows(store.folder))
+    store = build_store(work / "parts", BEFORE_PARTS[0] * BATCH, parts=True, images=False)
+    out["load_rows_before_rows"] = BEFORE_PARTS[0] * BATCH
+    out["load_rows_before_s"] = timed(lambda: load_rows(store.folder))
+    out["load_rows_before_per_file_loop_s"] = timed(
+        lambda: pd.concat([pd.read_parquet(p) for p in store.part_files()], ignore_index=True))
+    return out
+
+
+def stored_ids_200k(work: Path) -> dict:
+    out = {}
+    store = build_store(work / "compacted", 200_000, parts=False, images=False)
+    out["stored_ids_200k_s"] = timed(store.image_ids)
+    store = build_store(work / "parts", BEFORE_PARTS[0] * BATCH, parts=True, images=False)
+    out["stored_ids_before_s"] = timed(store.image_ids)
+    return out
+
+
+def rerun_noop_100k(work: Path) -> dict:
+    from sdexp.verify import quick_repair
+
+    out = {}
+    cases = (("rerun_noop_100k_s", 100_000, False), ("rerun_noop_before_s", BEFORE_PARTS[0] * BATCH, True))
+    for key, n, parts in cases:
+        store = build_store(work / key, n, parts=parts, images=True)
+        planned = image_ids(n)
+
+        def rerun():
+            with store.lock():
+                found = quick_repair(store, log=print)
+                assert found.clean, found.findings[:3]
+                done = store.image_ids()
+                assert not [c for c in planned if c not in done]
+
+        out[key] = timed(rerun)
+    return out
+
+
+FIGURES = {"load_rows_200k_s": load_rows_200k, "stored_ids_200k_s": stored_ids_200k,
+           "rerun_noop_100k_s": rerun_noop_100k}
+
+
+def run_one(name: str) -> None:
+    """Child process: measure one figure, print its values and peak RSS as JSON."""
+    with tempfile.TemporaryDirectory(prefix="sdexp-scale-") as tmp:
+        values = FIGURES[name](Path(tmp))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    values.setdefault(name.removesuffix("_s") + "_peak_rss_mib", rss)   # a figure of a command gives the command's
+    print(json.dumps(values))
+
+
+def main(argv: list[str]) -> None:
+    if "--before-parts" in argv:
+        i = argv.index("--before-parts")
+        BEFORE_PARTS[0] = int(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    if argv[:1] == ["--one"]:
+        run_one(argv[1])
+        return
+    for name in argv or list(FIGURES):
+        proc = subprocess.run([sys.executable, __file__, "--one", name, "--before-parts", str(BEFORE_PARTS[0])],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{name}=failed\n{proc.stderr}", file=sys.stderr)
+            continue
+        for key, value in json.loads(proc.stdout.strip().splitlines()[-1]).items():
+            print(f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -18,11 +18,25 @@ def _features(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+BUILTIN_CLIPS = ("tiny", "shapes")     # tiny: random, built from code; shapes: trained (sdexp.shapes)
+
+
+def clip_folder(source: str) -> Path:
+    """The folder of a built-in scorer, else the source as a path (a hub id is not a folder)."""
+    if source == "tiny":
+        return tiny.tiny_clip_folder()
+    if source == "shapes":
+        from . import shapes
+
+        return shapes.clip_folder()
+    return Path(source).expanduser()
+
+
 class ClipScorer:
     def __init__(self, source: str = "tiny", device: str | torch.device = "cpu"):
         from transformers import CLIPModel, CLIPProcessor
 
-        folder = tiny.tiny_clip_folder() if source == "tiny" else Path(source).expanduser()
+        folder = clip_folder(source)
         where = str(folder) if folder.is_dir() else source
         self.source = source
         self.device = torch.device(device)

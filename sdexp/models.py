@@ -24,6 +24,16 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 MODEL_BUILTINS = ("tiny", "tiny_sdxl")    # built-in model sources (sdexp.tiny, sdexp.tiny_sdxl)
 SDXL_PIPELINES = ("StableDiffusionXLPipeline",)
+BUILTIN_FOLDERS = ("shapes",)   # built-in diffusers folders shipped with sdexp (sdexp.shapes); load as folders
+
+
+def source_path(source: str) -> Path:
+    """A source as a path: a name of BUILTIN_FOLDERS is the folder it names (its VAE: folder/vae)."""
+    if source in BUILTIN_FOLDERS:
+        from .shapes import WEIGHTS_DIR
+
+        return WEIGHTS_DIR / "model"
+    return Path(source).expanduser()
 
 
 @dataclass(frozen=True)
@@ -44,13 +54,16 @@ class VaeSpec:
 
 def classify_source(key: str, source: str, builtins: tuple[str, ...], allow_pickle: bool = False) -> str:
     """Return 'builtin', 'folder', 'file' or 'hub' for a source, or raise a ValueError naming the key."""
-    valid = (f"valid: {', '.join(repr(b) for b in builtins)}, a diffusers folder, a "
+    valid = (f"valid: {', '.join(repr(b) for b in (*builtins, *BUILTIN_FOLDERS))}, a diffusers folder, a "
              f"{'/'.join(FILE_SUFFIXES)} file, or a Hugging Face id such as 'org/name'")
     if source in builtins:
         return "builtin"
-    path = Path(source).expanduser()
+    path = source_path(source)
     if path.is_dir():
         return "folder"
+    if source in BUILTIN_FOLDERS:
+        raise ValueError(f"{key}={source!r}: its weights are missing ({path}); rebuild them with "
+                         f"`python scripts/train_shapes.py`")
     if path.suffix.lower() in FILE_SUFFIXES:
         if not path.is_file():
             raise ValueError(f"{key}={source!r}: file not found ({path.resolve()})")
@@ -82,7 +95,7 @@ def _config_json(spec: ModelSpec, kind: str, name: str) -> dict | None:
         shipped = SKELETONS_DIR / spec.skeleton
         path = (shipped if shipped.is_dir() else Path(spec.skeleton).expanduser()) / name
     else:
-        path = Path(spec.source).expanduser() / name
+        path = source_path(spec.source) / name
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -201,7 +214,7 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channe
         if kind == "builtin":
             folder = tiny_sdxl.tiny_sdxl_folder() if family == "sdxl" else tiny.tiny_model_folder()
         elif kind == "folder":
-            folder = Path(spec.source).expanduser().resolve()
+            folder = source_path(spec.source).resolve()
         else:
             from diffusers import DiffusionPipeline
 
@@ -253,7 +266,7 @@ def load_vae(spec: VaeSpec, model: LoadedModel) -> tuple[Any, str, str]:
     else:
         folder = tiny.tiny_vae_folder(spec.source) if kind == "builtin" else None
         if kind == "folder":
-            folder = Path(spec.source).expanduser().resolve()
+            folder = source_path(spec.source).resolve()
             if (folder / "vae" / "config.json").is_file():
                 folder = folder / "vae"
         source = str(folder) if folder else spec.source

@@ -184,8 +184,9 @@ def check(cfg: dict):
         if METRICS[m].per == "image" and METRICS[m].scorer is None:
             raise ConfigError(f"metrics=[{m}]: {m!r} has no scorer registered; valid: "
                               + ", ".join(k for k, v in METRICS.items() if v.scorer or v.per == "group"))
-        if METRICS[m].per == "group" and m not in ("fid", "kid"):
-            raise ConfigError(f"metrics=[{m}]: sdexp score computes the group metrics fid and kid; {m!r} is "
+        if METRICS[m].per == "group" and not METRICS[m].features:
+            raise ConfigError(f"metrics=[{m}]: sdexp score computes the group metrics "
+                              + ", ".join(k for k, v in METRICS.items() if v.features) + f"; {m!r} is "
                               f"registered for display only")
     metrics = list(dict.fromkeys(metrics))
     grouping = parse_grouping(cfg["group_by"])
@@ -195,9 +196,11 @@ def check(cfg: dict):
     if group_metrics and ref is None:
         raise ConfigError(f"metrics=[{','.join(group_metrics)}] needs reference=: a folder of images, an .npz "
                           f"with mu and sigma, cell:CELL_ID or group:AXIS=VALUE,...")
-    if "kid" in metrics and ref is not None and ref.kind == "npz":
-        raise ConfigError(f"metrics=[kid] with reference={cfg['reference']!r}: KID needs reference images, and an "
-                          f".npz holds only mu and sigma; valid: a folder of images, cell:... or group:...")
+    for m in (m for m in metrics if m == "kid" or METRICS[m].features == "clip"):
+        if ref is not None and ref.kind == "npz":
+            raise ConfigError(f"metrics=[{m}] with reference={cfg['reference']!r}: {m} needs reference images, "
+                              f"and an .npz holds only Inception mu and sigma; valid: a folder of images, "
+                              f"cell:... or group:...")
     if cfg["clip.backend"] not in BACKENDS:
         raise ConfigError(f"clip.backend={cfg['clip.backend']!r} is not valid; valid: {', '.join(BACKENDS)}")
     if cfg["inception.resize"] not in RESIZE_MODES:
@@ -211,13 +214,13 @@ def check(cfg: dict):
         raise ConfigError(f"bootstrap.confidence={cfg['bootstrap.confidence']} must be between 0 and 1")
     if cfg["device"] != "auto" and not str(cfg["device"]).startswith(("cpu", "cuda", "mps")):
         raise ConfigError(f"device={cfg['device']!r} is not valid; valid: auto, cpu, cuda, cuda:N, mps")
-    if group_metrics:
+    if any(METRICS[m].features == "inception" for m in group_metrics):
         try:
             resolve_weights(cfg["inception.weights"])
         except FileNotFoundError as e:
             raise ConfigError(str(e)) from None
     clip_options = {"backend": cfg["clip.backend"], "source": cfg["clip.source"], "pretrained": cfg["clip.pretrained"]}
-    if "clip_score" in metrics and not clip_options["source"]:
+    if any(m == "clip_score" or METRICS[m].features == "clip" for m in metrics) and not clip_options["source"]:
         used = rows["clip_model"].dropna().unique() if "clip_model" in rows.columns else []
         if cfg["clip.backend"] == "transformers" and len(used) == 1:
             clip_options["source"] = str(used[0])
@@ -226,6 +229,10 @@ def check(cfg: dict):
                               "valid: transformers: tiny, a folder or a hub id (openai/clip-vit-large-patch14); "
                               "open_clip: an architecture (ViT-H-14 with clip.pretrained=...), hf-hub:org/repo, "
                               "a folder or tiny")
+    clip_group = [m for m in group_metrics if METRICS[m].features == "clip"]
+    if clip_group and cfg["clip.backend"] != "transformers":
+        raise ConfigError(f"metrics=[{','.join(clip_group)}] with clip.backend={cfg['clip.backend']}: CLIP image "
+                          f"features come from the transformers backend; valid: clip.backend=transformers")
     missing = [p for p in rows["image_path"] if not (folder / p).is_file()]
     if missing:
         raise ConfigError(f"folder={str(folder)!r}: {len(missing)} images listed in rows/ are missing, "
@@ -347,9 +354,12 @@ def run(cfg: dict, log=print) -> dict:
     ref_cols = {"reference": ref.spec if ref else None, "reference_kind": ref.kind if ref else None,
                 "reference_hash": ref.hash if ref else None}
     extractor = None
-    if any(METRICS[m].per == "group" for m in plan["metrics"]):
+    if any(METRICS[m].features == "inception" for m in plan["metrics"]):
         extractor = InceptionExtractor(cfg["inception.weights"], cfg["inception.resize"], device,
                                        cfg["inception.batch_size"])
+    extractors = {"inception": extractor}
+    if any(METRICS[m].features == "clip" for m in plan["metrics"]):
+        extractors["clip"] = _clip_features(plan["clip"]["source"], device)
     jobs = {m: prepare_image_metric(m, rows, cfg, plan, device) for m in plan["metrics"]
             if METRICS[m].per == "image"}
     if extractor is not None and _needs_network(folder, rows, ref, extractor, cfg["force"]):
@@ -368,7 +378,7 @@ def run(cfg: dict, log=print) -> dict:
         for sub in ("features", "groups", "image_metrics"):
             for tmp in (folder / sub).rglob(f".*{TMP_SUFFIX}") if (folder / sub).is_dir() else []:
                 tmp.unlink(missing_ok=True)
-        features = ref_features = None
+        by_kind: dict = {}          # features kind -> (the sweep's features, the reference's)
         for metric in plan["metrics"]:
             info = METRICS[metric]
             if info.per == "image":
@@ -387,15 +397,23 @@ def run(cfg: dict, log=print) -> dict:
                     written.append(write_groups(folder, metric, "paired_diff",
                                                 (grouping.label, ident["model"], ref.hash), out))
                 continue
-            if features is None:
+            if info.features not in by_kind:
+                ex = extractors[info.features]
                 features = store_features(folder, list(rows["image_id"]), [folder / p for p in rows["image_path"]],
-                                          extractor, force=cfg["force"], log=log)
+                                          ex, force=cfg["force"], log=log)
+                ref_features = None
                 if ref.kind == "folder":
-                    ref_features = folder_features(folder, Path(ref.spec), ref.files, ref.hash, extractor,
+                    ref_features = folder_features(folder, Path(ref.spec), ref.files, ref.hash, ex,
                                                    force=cfg["force"], log=log)
                 elif ref.kind == "group":
                     position = {i: k for k, i in enumerate(rows["image_id"])}
                     ref_features = features[[position[i] for i in ref.image_ids]]
+                by_kind[info.features] = (features, ref_features)
+            features, ref_features = by_kind[info.features]
+            if info.features == "clip":
+                written.append(_clip_group_metric(metric, folder, rows, features, ref_features, grouping, cfg,
+                                                  extractors["clip"], {**ref_cols, **common(metric, {})}, ref))
+                continue
             extra = {**ref_cols, "feature_extractor": extractor.name, "resize": RESIZE_NAMES[extractor.resize]}
             if metric == "fid":
                 extra.update(implementation="sdexp.metrics.fid.frechet_distance",
@@ -417,6 +435,29 @@ def run(cfg: dict, log=print) -> dict:
             log_table(path, log)
     log(f"sdexp: groups table  {(folder / 'groups').resolve()}  (sdexp.load_groups({str(folder)!r}))")
     return {"written": written, "groups": result, "rows": len(rows)}
+
+
+def _clip_features(source: str, device):
+    from .metrics.clip_features import ClipImageFeatures
+
+    try:
+        return ClipImageFeatures(source, device)
+    except Exception as e:  # a model that cannot be loaded: nothing has been written
+        raise ConfigError(f"clip.source={source!r}: cannot load it for CLIP image features: "
+                          f"{type(e).__name__}: {e}") from None
+
+
+def _clip_group_metric(metric, folder, rows, features, ref_features, grouping, cfg, extractor, common, ref):
+    """fd_clip or cmmd per group, with bootstrap intervals (sdexp.metrics.clip_features)."""
+    from .metrics.clip_features import IMPLEMENTATIONS, bootstrap_rows
+    from .metrics.tables import write_groups
+
+    out = bootstrap_rows(metric, rows, features, grouping, ref_features, cfg["bootstrap.confidence"],
+                         cfg["bootstrap.n"], cfg["bootstrap.seed"], cfg["fid.min_images"])
+    extra = {**common, "feature_extractor": extractor.name, "implementation": IMPLEMENTATIONS[metric],
+             "implementation_version": extractor.version}
+    return write_groups(folder, metric, "value", (grouping.label, extractor.key, ref.hash),
+                        [{**extra, **r} for r in out])
 
 
 def _needs_network(folder: Path, rows, ref, extractor, force: bool) -> bool:

@@ -221,7 +221,8 @@ def store_features(folder: Path, image_ids: list[str], paths: list[Path], extrac
     todo = [(i, p) for i, p in zip(image_ids, paths) if i not in have]
     todo = list(dict(todo).items())        # one extraction per image_id
     if todo:
-        log(f"sdexp: Inception features for {len(todo)} images ({len(have)} already stored)")
+        log(f"sdexp: {getattr(extractor, 'what', 'Inception')} features for {len(todo)} images "
+            f"({len(have)} already stored)")
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
         feats = extractor.features([load_rgb(p) for _, p in part])
@@ -230,7 +231,8 @@ def store_features(folder: Path, image_ids: list[str], paths: list[Path], extrac
     if force:                              # the recomputed parts replace the earlier ones
         for p in old_parts:
             p.unlink(missing_ok=True)
-    return np.stack([have[i] for i in image_ids]) if image_ids else np.zeros((0, FEATURE_DIM), np.float32)
+    dim = getattr(extractor, "dim", FEATURE_DIM)
+    return np.stack([have[i] for i in image_ids]) if image_ids else np.zeros((0, dim), np.float32)
 
 
 def reference_images(folder: Path) -> list[Path]:
@@ -245,13 +247,14 @@ def folder_features(store_folder: Path, ref_folder: Path, files: list[Path], con
     features/<key>/references/<content hash>.npy (the same folder content is never extracted twice)."""
     from ..store import atomic_write_bytes
 
+    dim = getattr(extractor, "dim", FEATURE_DIM)
     cache = FeatureStore(store_folder, extractor.key).dir / "references" / f"{content_hash}.npy"
     if cache.is_file() and not force:
         feats = np.load(cache, allow_pickle=False)
-        if feats.shape == (len(files), FEATURE_DIM):
+        if feats.shape == (len(files), dim):
             return feats
-    log(f"sdexp: Inception features for {len(files)} reference images in {ref_folder}")
-    feats = np.zeros((len(files), FEATURE_DIM), np.float32)
+    log(f"sdexp: {getattr(extractor, 'what', 'Inception')} features for {len(files)} reference images in {ref_folder}")
+    feats = np.zeros((len(files), dim), np.float32)
     for start in range(0, len(files), 256):
         chunk = files[start:start + 256]
         feats[start:start + len(chunk)] = extractor.features([load_rgb(p) for p in chunk])

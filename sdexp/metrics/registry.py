@@ -30,6 +30,7 @@ class MetricInfo:
     short: str = ""            # short label under grid cells, e.g. "CLIP"
     scorer: Callable | None = None  # per-image metrics: factory(options, device) -> ImageScorer (see above)
     description: str = ""      # one line for `sdexp score --help` and the docs
+    features: str = ""         # per-group metrics: the image features they compare ("inception" or "clip")
 
     @property
     def lower_is_better(self) -> bool:
@@ -65,10 +66,25 @@ def _clip_scorer(options: dict, device):
 register(MetricInfo("clip_score", "CLIP score", True, "image", column="clip_score", short="CLIP",
                     scorer=_clip_scorer,
                     description="max(100 * cos(image, text), 0) with transformers CLIP or open_clip"))
-register(MetricInfo("fid", "FID", False, "group", short="FID",
+register(MetricInfo("fid", "FID", False, "group", short="FID", features="inception",
                     description="Frechet Inception Distance of a group against a reference"))
-register(MetricInfo("kid", "KID", False, "group", short="KID",
+register(MetricInfo("kid", "KID", False, "group", short="KID", features="inception",
                     description="Kernel Inception Distance (unbiased MMD, cubic polynomial kernel)"))
+register(MetricInfo("fd_clip", "FD (CLIP)", False, "group", short="FD", features="clip",
+                    description="Frechet distance of unit-norm CLIP image embeddings (clip.source), no Inception"))
+register(MetricInfo("cmmd", "CMMD", False, "group", short="CMMD", features="clip",
+                    description="CMMD (Jayasumana et al. 2024): RBF-kernel MMD of CLIP image embeddings x 1000"))
+
+
+def _shapes_judge(options: dict, device):
+    from ..shapes.reference import JudgeScorer
+
+    return JudgeScorer(options, device)
+
+
+register_image_metric("shapes_judge", "Shapes judge", _shapes_judge, short="judge",
+                      description="1 when a rule-based judge sees the prompted colour and shape "
+                                  "(shapes captions only)")
 
 
 def get_metric(name: str) -> MetricInfo:

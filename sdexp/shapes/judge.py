@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dataset import COLOURS, SHAPES
+from .dataset import COLOURS
 
 _NAMES = tuple(COLOURS)
 _RGB = np.array([COLOURS[n] for n in _NAMES], dtype=np.float64)
@@ -93,6 +93,3 @@ def rates(images, items) -> dict[str, float]:
     every = sum((v.colour, v.shape, v.background) == (it.colour, it.shape, it.background)
                 for v, it in zip(verdicts, items)) / n
     return {"colour": colour, "shape": shape, "background": background, "all": every}
-
-
-assert set(SHAPES) == {"circle", "square", "triangle"}, "the judge's rules know these three shapes"

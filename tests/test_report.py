@@ -3,6 +3,7 @@ links, the cell table with intervals and best marks, plots, and `sdexp report` r
 from the store alone."""
 from __future__ import annotations
 
+import json
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -50,6 +51,13 @@ def index_of(folder: Path) -> str:
     return (folder / "report" / "index.html").read_text()
 
 
+def cells_data(folder: Path) -> list[dict]:
+    """The rows of the cells table, as report/data/cells.js gives them to the page."""
+    text = (folder / "report" / "data" / "cells.js").read_text()
+    assert text.startswith("sdexpReport.cells(") and text.rstrip().endswith(");")
+    return json.loads(text.strip()[len("sdexpReport.cells("):-2])
+
+
 def test_the_sweep_builds_its_report_when_it_ends(report_sweep):
     folder = Path(report_sweep["folder"])
     index = folder / "report" / "index.html"
@@ -62,7 +70,12 @@ def test_the_sweep_builds_its_report_when_it_ends(report_sweep):
     assert "thumbs/grids/grid-cfg-x-prompt-y.png" in srcs
     assert ("a", {"class": "zoom", "href": "../grids/grid-cfg-x-prompt-y.png",
                   "data-title": "All cells"}) in page.tags
-    assert sum(s.startswith("thumbs/cells/") for s in srcs) == 2          # two cells: cfg 3 and 7
+    cells = cells_data(folder)
+    assert len(cells) == 2                                               # two cells: cfg 3 and 7
+    rows = sdexp.load_rows(folder)
+    for c in cells:                 # each row's image: the cell's first image, shown as it is (64 px)
+        first = rows[rows.cell_id == c["id"]].sort_values("seed").image_path.iloc[0]
+        assert c["thumb"] == c["href"] == "../" + first
     assert {s for s in srcs if s.startswith("plots/")} == {
         "plots/clip_score-vs-cfg.svg", "plots/clip_score-vs-prompt-by-cfg.svg"}
     assert (folder / "report" / "cells.csv").exists()
@@ -76,7 +89,8 @@ def test_prompts_holding_html_show_as_text(report_sweep):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;" in html
     # no element and no attribute came from the prompt: only the page's own script, no <b>,
     # no event-handler attribute anywhere (the prompt's quote did not break out of an attribute)
-    assert [a for t, a in page.tags if t == "script"] == [{"src": "assets/report.js", "defer": None}]
+    assert [a for t, a in page.tags if t == "script"] == [{"src": "assets/report.js", "defer": None},
+                                                          {"src": "data/cells.js", "defer": None}]
     assert not [t for t, _ in page.tags if t == "b"]
     assert not [k for _, a in page.tags for k in a if k.startswith("on")]
     # the prompt is also a grid label: inside alt/data-title attributes it stays one value
@@ -117,7 +131,9 @@ def test_cell_table_has_every_cell_with_interval_and_best_marked(report_sweep):
     best_id = by_cell.clip_score.mean().idxmax()
     assert [c.cell_id for c in table.cells if c.best] == [best_id]
     html = index_of(folder)
-    assert html.count('class="num best"') == 1 and "&#9733;" in html
+    data = cells_data(folder)
+    assert [c["id"] for c in data if c["m"][0][3]] == [best_id]          # one best mark, on the best cell
+    assert [c["id"] for c in data] == [c.cell_id for c in table.cells]    # cell ids in the table
     best_cfg = rows.loc[rows.cell_id == best_id, "cfg"].iloc[0]
     assert f"at CFG scale: {best_cfg:g}" in html
     csv = pd.read_csv(folder / "report" / "cells.csv")
@@ -201,7 +217,7 @@ def write_groups(folder: Path, records: list[dict]) -> None:
                         ("cell_id", pa.string()), ("sampler", pa.string()), ("cfg", pa.float64()),
                         ("steps", pa.int64()), ("prompt", pa.string()), ("value", pa.float64()),
                         ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("n", pa.int64()),
-                        ("reference", pa.string())])
+                        ("reference", pa.string()), ("warning", pa.string())])
     (folder / "groups").mkdir(exist_ok=True)
     table = pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in records], schema=schema)
     pq.write_table(table, folder / "groups" / "fid-value-0123456789ab.parquet")
@@ -228,9 +244,13 @@ def test_group_metrics_from_the_groups_table_join_the_table_and_plots(sweep_copy
     assert table.best["fid"].settings == {"cfg": 7.0}           # lower is better
     build_report(folder)
     html = index_of(folder)
-    assert '<th title="lower is better; reference real/">FID \u2193</th>' in html
-    assert '40.0 <span class="ci">[38.5, 41.5]</span>' in html
-    assert html.count('class="num best"') == 2                  # one per metric
+    # the direction is said in words under the name, not as an arrow that reads as a sort indicator
+    assert ('<th title="lower is better; reference real/">FID<small class="dir">lower is better; '
+            'reference real/</small></th>') in html
+    assert "\u2193" not in html and "\u2191" not in html
+    data = {c["s"][0][0]: c for c in cells_data(folder)}
+    assert data["7"]["m"][1][:2] == ["40.0", "[38.5, 41.5]"] and data["7"]["m"][1][3]
+    assert sum(m[3] for c in data.values() for m in c["m"]) == 2        # one best cell per metric
     # FID against CFG: the per-cell rows pool the prompt, the only other swept axis
     assert (folder / "report" / "plots" / "fid-vs-cfg.svg").exists()
     data = series(rows, read_groups(folder), get_metric("fid"), "cfg", None, ["cfg", "prompt"])
@@ -275,5 +295,5 @@ def test_a_sweep_without_scores_still_gets_grids_table_and_no_plots(sweep_copy):
     assert "No metric has a value in this sweep yet." in text and "No plots" in text
     assert "CLIP score" not in [t.strip() for t in page.text]
     assert not list((sweep_copy / "report" / "plots").glob("*.svg"))        # old plots removed
-    assert sum(a.get("src", "").startswith("thumbs/cells/") for t, a in page.tags if t == "img") == 2
+    assert [c["m"] for c in cells_data(sweep_copy)] == [[], []]            # two cells, no metric
     assert any(a.get("src", "").startswith("thumbs/grids/") for t, a in page.tags if t == "img")

@@ -66,7 +66,7 @@ def test_report_in_headless_chromium(report_sweep, browser, tmp_path):
     # the prompt holding HTML is text: no element, no script from it ran
     assert browser.execute_script("return document.querySelectorAll('b').length") == 0
     scripts = browser.execute_script("return Array.from(document.scripts).map(s => s.getAttribute('src'))")
-    assert scripts == ["assets/report.js"]
+    assert scripts == ["assets/report.js", "data/cells.js"]
     body = browser.find_element(By.TAG_NAME, "body").text
     assert EVIL_PROMPT in body
 

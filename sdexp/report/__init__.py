@@ -23,6 +23,9 @@ def main(argv: list[str]) -> int:
                         help="grid options on top of the sweep's own: grid.x, grid.y, grid.z (axes), "
                              "grid.seed (first, all or a seed), grid.metric (a metric or null), "
                              "grid.max_pixels (page size)")
+    parser.add_argument("--baseline", default=None, metavar="CELL_ID",
+                        help="the cell every other cell is compared with, paired on prompt and seed (a cell id "
+                             "or unique prefix, as in cells.csv); default: the first value of every swept axis")
     args = parser.parse_args(argv)
     folder = Path(args.folder)
     if not (folder / "rows").is_dir():
@@ -31,7 +34,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         with Store(folder).lock():
-            index = build_report(folder, overrides=args.overrides)
+            index = build_report(folder, overrides=args.overrides, baseline=args.baseline)
     except (ConfigError, ValueError, RuntimeError) as e:
         print(f"sdexp: error: {e}", file=sys.stderr)
         return 2

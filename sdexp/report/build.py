@@ -13,19 +13,20 @@ import pandas as pd
 from PIL import Image
 
 from ..axes import ConfigError
-from ..estimates import decimals, format_number, read_groups, reference_of
-from ..grid import DEFAULT_MAX_PIXELS, AXIS_LABELS, GridPage, axis_label, format_value, render_grids
+from ..estimates import decimals, format_number, read_groups
+from ..grid import DEFAULT_MAX_PIXELS, AXIS_LABELS, GridPage, axis_label, render_grids
 from ..store import TMP_SUFFIX, atomic_write_bytes, load_rows
 from .html import ASSETS, render, render_index
 from .images import image_facts
 from .options import grid_options
 from .plots import make_plots
 from .summary import summarize
+from .cells_view import cells_js, cells_view, direction
+from .comparisons import baseline_cell, group_sets, prompt_breakdown
 from .tables import cell_table, table_frame
 from .viewer import write_viewer
 
 GRID_THUMB_WIDTH = 1600    # grids wider than this are shown downscaled; a click opens the original
-CELL_THUMB = 96            # cell thumbnails (shown at 36 px, sharp on high-density screens)
 OWNED = ("assets", "thumbs", "plots", "data")   # report/ subfolders rebuilt (stale files removed) each time
 
 
@@ -102,45 +103,6 @@ def _grid_views(writer: Writer, report: Path, grids: list[GridPage]) -> list[dic
     return views
 
 
-def _direction(info, groups) -> str:
-    """'lower is better', and the reference a per-group metric was measured against."""
-    text = "higher is better" if info.higher_is_better else "lower is better"
-    ref = reference_of(groups, info)
-    return text + (f"; reference {ref}" if ref else "")
-
-
-def _table_view(writer: Writer, report: Path, folder: Path, table, groups) -> dict:
-    metrics = [{"name": m.display_name, "arrow": "\u2191" if m.higher_is_better else "\u2193",
-                "direction": _direction(m, groups)} for m in table.metrics]
-    rows = []
-    for c in table.cells:
-        settings = []
-        for a in table.axes:
-            v = c.settings[a]
-            num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            settings.append({"text": format_value(v), "sort": repr(v) if num else format_value(v), "num": num})
-        thumb = link = None
-        if c.first_image:
-            source = folder / c.first_image
-            if source.exists():
-                t = report / "thumbs" / "cells" / f"{c.first_image_id or source.stem}.jpg"
-                _thumbnail(writer, source, t, (CELL_THUMB, CELL_THUMB), "JPEG")
-                thumb, link = href(t, report), href(source, report)
-        cells = []
-        for m in table.metrics:
-            est = c.estimates.get(m.name)
-            if est is None:
-                cells.append({"value": "n/a", "interval": "", "sort": "", "best": False})
-                continue
-            places = decimals(est.value)
-            interval = (f"[{format_number(est.low, places)}, {format_number(est.high, places)}]"
-                        if est.has_interval else "")
-            cells.append({"value": format_number(est.value, places), "interval": interval,
-                          "sort": repr(est.value), "best": m.name in c.best})
-        rows.append({"thumb": thumb, "href": link, "settings": settings, "n": c.n_images, "metrics": cells})
-    return {"axes": [AXIS_LABELS[a] for a in table.axes], "metrics": metrics, "rows": rows}
-
-
 def _best_view(table, groups) -> list[dict]:
     out = []
     for m in table.metrics:
@@ -151,7 +113,7 @@ def _best_view(table, groups) -> list[dict]:
         places = decimals(est.value)
         out.append({
             "metric": m.display_name,
-            "direction": _direction(m, groups),
+            "direction": direction(m, groups),
             "value": format_number(est.value, places),
             "interval": (f"[{format_number(est.low, places)}, {format_number(est.high, places)}]"
                          if est.has_interval else ""),
@@ -162,13 +124,15 @@ def _best_view(table, groups) -> list[dict]:
 
 def build_report(folder: Path | str, grid: dict | None = None, grids: list[GridPage] | None = None,
                  overrides: list[str] = (), log=print, rows: pd.DataFrame | None = None,
-                 groups: pd.DataFrame | None = None) -> Path:
+                 groups: pd.DataFrame | None = None, baseline: str | None = None) -> Path:
     """Write results/<name>/report/ and return its index.html.
 
     grid: the grid options (x, y, z, seed, metric, max_pixels); by default the sweep's stored
     ones with `overrides` ("grid.x=cfg") on top. grids: pages already drawn (a sweep passes
     the ones it just drew); by default the grids are drawn again from the rows.
-    rows, groups: the store's tables when the caller has just read them; by default read here."""
+    rows, groups: the store's tables when the caller has just read them; by default read here.
+    baseline: the cell (id or unique prefix) the paired comparisons are against; by default the
+    cell with the first value of every swept axis."""
     folder = Path(folder)
     if rows is None:
         rows, groups = load_rows(folder), read_groups(folder)
@@ -195,6 +159,12 @@ def build_report(folder: Path | str, grid: dict | None = None, grids: list[GridP
     images = image_facts(folder, rows, report, writer.keep)
     viewer = write_viewer(folder, rows, groups, images, grid, report, writer, render)
     table = cell_table(rows, groups)
+    base = baseline_cell(table, rows, baseline)
+    if baseline and base is None:
+        raise ConfigError(f"baseline={baseline!r} names no single cell; valid: a cell id (or a unique prefix) "
+                          f"of cells.csv, e.g. {table.cells[0].cell_id}")
+    cells = cells_view(table, rows, groups, images, base)
+    writer.bytes(report / "data" / "cells.js", cells_js(cells))
     plots = make_plots(rows, groups, table.metrics, grid, report / "plots", writer.bytes)
     csv = table_frame(table).to_csv(index=False).encode()
     writer.bytes(report / "cells.csv", csv)
@@ -213,7 +183,9 @@ def build_report(folder: Path | str, grid: dict | None = None, grids: list[GridP
         "best": _best_view(table, groups),
         "grid_axes": axes_line,
         "grids": _grid_views(writer, report, grids),
-        "table": _table_view(writer, report, folder, table, groups),
+        "table": cells,
+        "prompts": prompt_breakdown(rows, table.metrics),
+        "group_sets": group_sets(groups),
         "plots": [{"src": href(p.path, report), "title": p.title} for p in plots],
         "viewer": href(viewer, report),
     }

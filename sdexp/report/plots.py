@@ -14,9 +14,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..axes import swept_columns
-from ..estimates import from_rows, group_estimate, image_estimate
-from ..grid import AXIS_LABELS, format_value, ordered_values
+from ..estimates import Estimate, from_rows, group_estimate
+from ..grid import AXIS_LABELS, format_value, plain_value
 from ..metrics.registry import MetricInfo
+from .intervals import group_means_ci
+from .tables import flagged, values_in_order
 
 MAX_SPLIT_VALUES = 10      # more lines than this make an unreadable legend: no split then
 MAX_CATEGORIES = 40        # an x axis with more categories than this is not plotted
@@ -62,18 +64,22 @@ def series(rows: pd.DataFrame, groups: pd.DataFrame | None, info: MetricInfo, x:
     """{split value: [(x value, Estimate)]}: a rows column pooled over everything else, or the
     groups table's rows that pool every other swept axis (grouped by x and split, e.g. scored
     with group_by=[cfg,sampler]); nothing when the table has no such rows."""
-    xs = ordered_values(rows[x])
-    splits = ordered_values(rows[split]) if split else [None]
+    xs = values_in_order(rows[x])
+    splits = values_in_order(rows[split]) if split else [None]
     others = [a for a in swept if a not in (x, split) and a != "seed"]
     out = {}
-    for sv in splits:
+    per_image = from_rows(info, rows.columns)
+    if per_image:     # every point at once: one group per (split value, x value)
+        xi = rows[x].map(plain_value).map({v: i for i, v in enumerate(xs)}).to_numpy()
+        si = rows[split].map(plain_value).map({v: i for i, v in enumerate(splits)}).to_numpy() if split else 0
+        values = pd.to_numeric(rows[info.column], errors="coerce").where(~flagged(rows))
+        stats = group_means_ci(values.to_numpy(), si * len(xs) + xi, len(xs) * len(splits))
+    for j, sv in enumerate(splits):
         points = []
-        for xv in xs:
-            if from_rows(info, rows.columns):
-                mask = rows[x] == xv
-                if split:
-                    mask &= rows[split] == sv
-                est = image_estimate(rows.loc[mask, info.column])
+        for i, xv in enumerate(xs):
+            if per_image:
+                mean, low, high, n = stats[j * len(xs) + i]
+                est = Estimate(float(mean), float(low), float(high), int(n)) if n else None
             else:
                 where = {x: xv, **({split: sv} if split else {})}
                 est = group_estimate(groups, info, where, pooled_over=others)
@@ -131,7 +137,7 @@ def make_plots(rows: pd.DataFrame, groups: pd.DataFrame | None, metrics: list[Me
     plots = []
     for info in metrics:
         for x in swept:
-            xs = ordered_values(rows[x])
+            xs = values_in_order(rows[x])
             numeric = _is_numeric(xs)
             if not numeric and len(xs) > MAX_CATEGORIES:
                 continue

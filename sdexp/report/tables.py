@@ -6,14 +6,33 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from ..axes import swept_columns
-from ..estimates import Estimate, available_metrics, estimate
+from ..axes import AXES, swept_columns
+from ..estimates import Estimate, available_metrics, estimate, from_rows
 from ..grid import ordered_values, plain_value
 from ..metrics.registry import MetricInfo
+from .intervals import group_means_ci
 
 AGGREGATED = ("seed", "prompt")    # a cell pools its seeds and prompts
+
+
+def axis_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """The distinct combinations of the axis columns: what swept-axis detection needs of the rows."""
+    return rows[[a for a in AXES if a in rows.columns]].drop_duplicates()
+
+
+def values_in_order(column: pd.Series) -> list:
+    """grid.ordered_values of a column, read from its distinct values only."""
+    return ordered_values(column.unique())
+
+
+def flagged(rows: pd.DataFrame) -> pd.Series:
+    """Rows whose image is flagged (column image_flags non-empty); they are left out of metrics."""
+    if "image_flags" not in rows.columns:
+        return pd.Series(False, index=rows.index)
+    return rows["image_flags"].fillna("").astype(str).ne("")
 
 
 @dataclass
@@ -37,34 +56,51 @@ class CellTable:
 
 def cell_axes(rows: pd.DataFrame) -> list[str]:
     """Axes that vary between cells (seed and prompt are pooled inside a cell)."""
-    axes = [a for a in swept_columns(rows) if a not in AGGREGATED]
+    axes = [a for a in swept_columns(axis_frame(rows)) if a not in AGGREGATED]
     return axes or [a for a in ("model",) if a in rows.columns]
 
 
 def cell_table(rows: pd.DataFrame, groups: pd.DataFrame | None = None) -> CellTable:
+    """One Cell per cell_id (or per combination of the cell axes), in the order of the axes' values.
+    Per-image metrics are averaged over the cell's healthy images with the bootstrap interval of
+    report.intervals (equal to estimates.image_estimate's), all cells at once."""
     axes = cell_axes(rows)
     metrics = available_metrics(rows, groups)
-    key = "cell_id" if "cell_id" in rows.columns else None
-    records = [{k: plain_value(v) for k, v in r.items()} for r in rows.to_dict("records")]
-    by_cell: dict = {}
-    for rec in records:
-        by_cell.setdefault(rec[key] if key else tuple(rec[a] for a in axes), []).append(rec)
-
-    order = {a: ordered_values(rows[a]) for a in axes}
-
-    def sort_key(recs):
-        return tuple(order[a].index(recs[0][a]) for a in axes)
-
+    keys = rows["cell_id"].astype(str) if "cell_id" in rows.columns else pd.Series(
+        list(zip(*(rows[a].map(plain_value) for a in axes))), index=rows.index)
+    codes, uniques = pd.factorize(keys)
+    n_cells = len(uniques)
+    seeds = pd.to_numeric(rows["seed"], errors="coerce") if "seed" in rows.columns else pd.Series(0, index=rows.index)
+    # each cell's first image: the smallest seed (rows without an image last), first in row order
+    has_image = rows["image_path"].notna() if "image_path" in rows.columns else pd.Series(False, index=rows.index)
+    order = pd.DataFrame({"cell": codes, "noimage": ~has_image.to_numpy(), "noseed": seeds.isna().to_numpy(),
+                          "seed": seeds.fillna(0).to_numpy()}).sort_values(["cell", "noimage", "noseed", "seed"],
+                                                                           kind="stable")
+    first = order.drop_duplicates("cell").sort_values("cell").index.to_numpy()
+    counts = np.bincount(codes, minlength=n_cells)
+    settings_of = {a: [plain_value(v) for v in rows[a].to_numpy(dtype=object)[first]] for a in axes}
+    healthy = ~flagged(rows).to_numpy()
+    stats = {info.name: group_means_ci(np.where(healthy, pd.to_numeric(rows[info.column], errors="coerce"), np.nan),
+                                       codes, n_cells)
+             for info in metrics if from_rows(info, rows.columns)}
+    paths = rows["image_path"].to_numpy(dtype=object) if "image_path" in rows.columns else None
+    ids = rows["image_id"].to_numpy(dtype=object) if "image_id" in rows.columns else None
     cells = []
-    for cid, recs in sorted(by_cell.items(), key=lambda kv: sort_key(kv[1])):
-        settings = {a: recs[0][a] for a in axes}
-        shown = sorted(recs, key=lambda r: (r.get("seed") is None, r.get("seed") or 0))
-        first = next((r for r in shown if r.get("image_path")), None)
-        cell = Cell(str(cid), settings, len(recs), first and first["image_path"],
-                    first and first.get("image_id"))
+    for k in range(n_cells):
+        settings = {a: settings_of[a][k] for a in axes}
+        i = first[k]
+        path = paths[i] if paths is not None and has_image.iloc[i] else None
+        cell = Cell(str(uniques[k]) if "cell_id" in rows.columns else str(tuple(settings.values())), settings,
+                    int(counts[k]), path, ids[i] if ids is not None and path else None)
         for info in metrics:
-            cell.estimates[info.name] = estimate(info, recs, settings, groups)
+            if info.name in stats:
+                mean, low, high, n = stats[info.name][k]
+                cell.estimates[info.name] = None if n == 0 else Estimate(float(mean), float(low), float(high), int(n))
+            else:
+                cell.estimates[info.name] = estimate(info, [], settings, groups)
         cells.append(cell)
+    position = {a: {v: i for i, v in enumerate(values_in_order(rows[a]))} for a in axes}
+    cells.sort(key=lambda c: tuple(position[a][c.settings[a]] for a in axes))
 
     best = {}
     for info in metrics:

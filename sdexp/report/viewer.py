@@ -18,9 +18,10 @@ import pandas as pd
 
 from .. import axes as axis_registry
 from ..estimates import result_set
-from ..grid import AXIS_LABELS, format_value, ordered_values, plain_value
+from ..grid import AXIS_LABELS, format_value, plain_value
 from ..metrics.registry import METRICS
 from .intervals import group_means_ci
+from .tables import axis_frame, values_in_order
 
 SHARD = 500                  # images per lazily loaded details file
 PIXEL_SHARD = 250            # images per thumbnail-pixels file
@@ -44,7 +45,7 @@ def swept_axes(rows: pd.DataFrame) -> list[str]:
     """The axes with more than one value, by the registry's rule when it offers one."""
     fn = getattr(axis_registry, "swept_columns", None)
     if fn is not None:
-        return list(fn(rows))
+        return list(fn(axis_frame(rows)))
     out = [a for a in axis_registry.AXES if a in rows.columns and rows[a].nunique(dropna=False) > 1]
     return [a for a in out if not (a in DERIVED and DERIVED[a] in out)]
 
@@ -74,7 +75,7 @@ def axis_indices(rows: pd.DataFrame, axes: list[str]) -> tuple[list[dict], dict]
     """Each axis with its ordered values, and each image's index into them."""
     meta, index = [], {}
     for a in axes:
-        values = ordered_values(rows[a])
+        values = values_in_order(rows[a])
         lookup = {v: i for i, v in enumerate(values)}
         index[a] = [lookup[v] for v in _column(rows, a)]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values if v is not None)
@@ -182,11 +183,20 @@ def viewer_data(folder: Path, rows: pd.DataFrame, groups: pd.DataFrame | None, f
     }
 
 
+def formatted(column: pd.Series) -> list[str]:
+    """format_value of every value of a column (strings as they are, missing ones 'None')."""
+    if pd.api.types.is_string_dtype(column) or column.dtype == object:
+        values = column.to_numpy(dtype=object, na_value=None)
+        if all(isinstance(v, str) or v is None for v in values):
+            return ["None" if v is None else v for v in values]
+    return [format_value(plain_value(v)) for v in column.to_numpy(dtype=object)]
+
+
 def detail_shards(rows: pd.DataFrame, facts: pd.DataFrame) -> list[bytes]:
     """The images-NNN.js files: per image its A1111 parameters text and its row's varying fields."""
     varying = [c for c in rows.columns if rows[c].nunique(dropna=False) > 1]
-    fields = rows[varying].astype(object).where(rows[varying].notna(), None)
-    records = [{k: format_value(plain_value(v)) for k, v in zip(varying, r)} for r in fields.itertuples(index=False)]
+    columns = [formatted(rows[c]) for c in varying]
+    records = [dict(zip(varying, r)) for r in zip(*columns)] if varying else [{} for _ in range(len(rows))]
     params = facts["parameters"].where(facts["parameters"].notna(), None).tolist()
     out = []
     for k, start in enumerate(range(0, len(rows), SHARD)):

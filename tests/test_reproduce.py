@@ -1,0 +1,149 @@
+"""`sdexp reproduce`: an image rendered again from its id (with its batch: byte-identical), from a
+PNG of a store, and from an AUTOMATIC1111 `parameters` text (equal to a sweep of the same settings);
+keys it cannot reproduce are named. Also `sdexp --help` and `sdexp -m --cfg job`."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+import sdexp
+from helpers import run_cli
+from sdexp.reproduce import main, parameters_overrides, pixel_difference
+from sdexp.axes import ConfigError
+
+
+@pytest.fixture
+def results(report_sweep, tmp_path) -> Path:
+    root = tmp_path / "results"
+    shutil.copytree(report_sweep["folder"], root / "rep")
+    return root
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def test_pixel_difference_is_measured_not_assumed():
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 7
+    assert pixel_difference(a, a) == {"same_size": True, "max": 0, "mean": 0.0, "equal": True}
+    assert pixel_difference(a, b)["max"] == 7 and not pixel_difference(a, b)["equal"]
+    assert pixel_difference(a, np.zeros((2, 2, 3), np.uint8))["same_size"] is False
+
+
+def test_from_an_image_id_with_its_batch_is_byte_identical(results, capsys):
+    rows = sdexp.load_rows(results / "rep")
+    row = rows.sort_values("batch_index").iloc[3]
+    out = results / "again"
+    assert main([row.image_id[:10], "--batch", f"--results={results}", f"--out={out}"]) == 0
+    printed = capsys.readouterr().out
+    again = sdexp.load_rows(out)
+    mates = rows[rows.batch_id == row.batch_id]
+    assert len(again) == len(mates) and set(again.image_id) == set(mates.image_id)
+    assert set(again.batch_id) == {row.batch_id}                      # the same batch, composed alike
+    new = again[again.image_id == row.image_id].iloc[0]
+    assert (out / new.image_path).read_bytes() == (results / "rep" / row.image_path).read_bytes()
+    assert "max 0/255, mean 0.0000; byte-identical PNG" in printed
+    assert list((out / "config").glob("run-*.yaml"))                  # the rebuilt config is kept
+
+
+def test_from_an_image_id_alone_and_from_its_png(results, capsys):
+    rows = sdexp.load_rows(results / "rep")
+    row = rows.iloc[0]
+    assert main([str(results / "rep" / row.image_path), f"--out={results / 'one'}"]) == 0
+    printed = capsys.readouterr().out
+    again = sdexp.load_rows(results / "one")
+    assert again.image_id.tolist() == [row.image_id] and again.batch_size.tolist() == [1]
+    diff = pixel_difference(pixels(results / "one" / again.image_path[0]), pixels(results / "rep" / row.image_path))
+    assert diff["max"] <= 2                                       # alone vs inside a batch of 8
+    assert f"max {diff['max']}/255" in printed
+
+
+def a1111_png(path: Path, text: str) -> Path:
+    info = PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(path, pnginfo=info)
+    return path
+
+
+A1111_TEXT = ("a lighthouse at dusk <lora:none:1>\nNegative prompt: blurry\nSteps: 2, Sampler: Euler a, "
+              "Schedule type: Automatic, CFG scale: 5, Seed: 3, Size: 64x64, Model hash: 0123456789, "
+              "Model: tiny, Clip skip: 2, Version: v1.9.4")
+
+
+def test_a1111_parameters_become_config_overrides():
+    ov = parameters_overrides(A1111_TEXT.replace(" <lora:none:1>", ""))
+    assert ov[:2] == ["prompt='a lighthouse at dusk'", "negative_prompt='blurry'"]
+    assert {"steps=2", "sampler='Euler a'", "schedule='Automatic'", "cfg=5", "seed=3", "size='64x64'",
+            "model=tiny", "clip_skip=2"} <= set(ov)
+    with_lora = parameters_overrides("a cat <lora:detail:0.5>\nSteps: 2")
+    assert "lora=detail" in with_lora and "lora_weight=0.5" in with_lora and "prompt='a cat'" in with_lora
+    with pytest.raises(ConfigError) as err:
+        parameters_overrides("a cat\nSteps: 2, Hires upscale: 2, ENSD: 31337, Model: tiny")
+    assert "'Hires upscale', 'ENSD'" in str(err.value) and "--allow-unknown" in str(err.value)
+
+
+def test_from_an_a1111_png_equals_a_sweep_of_the_same_settings(tmp_path, compose_cfg, capsys):
+    from sdexp.sweep import run_sweep
+
+    png = a1111_png(tmp_path / "00001-3.png", A1111_TEXT.replace(" <lora:none:1>", ""))
+    out = tmp_path / "again"
+    assert main([str(png), f"--out={out}"]) == 0
+    printed = capsys.readouterr().out
+    row = sdexp.load_rows(out).iloc[0]
+    assert (row.prompt, row.negative_prompt, row.steps, row.cfg, row.seed, row.clip_skip, row.sampler,
+            row.width, row.height) == ("a lighthouse at dusk", "blurry", 2, 5.0, 3, 2, "Euler a", 64, 64)
+    assert "pixel difference from" in printed and "max " in printed
+    # an independent route to the same image: a sweep given the same settings on the command line
+    ref = run_sweep([compose_cfg(["prompt=a lighthouse at dusk", "negative_prompt=blurry", "steps=2", "cfg=5",
+                                  "seed=3", "clip_skip=2", "name=ref", "run.batch_size=1"])], log=lambda *a: None)
+    ref_row = sdexp.load_rows(ref["folder"]).iloc[0]
+    assert ref_row.image_id == row.image_id
+    assert np.array_equal(pixels(Path(ref["folder"]) / ref_row.image_path), pixels(out / row.image_path))
+
+
+def test_unknown_keys_are_named_and_nothing_is_rendered(tmp_path, capsys):
+    png = a1111_png(tmp_path / "x.png", "a cat\nSteps: 2, Sampler: Euler a, Seed: 1, Size: 64x64, Model: tiny, "
+                                        "Hires upscale: 2, ENSD: 31337")
+    out = tmp_path / "again"
+    assert main([str(png), f"--out={out}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sdexp: error: the PNG's parameters hold keys sdexp cannot reproduce: 'Hires upscale', 'ENSD'")
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main([str(png), f"--out={out}", "--allow-unknown"]) == 0
+    assert "sdexp: warning:" in capsys.readouterr().out and len(sdexp.load_rows(out)) == 1
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["0123456789abcdef"], "'0123456789abcdef': no stored image under"),
+    (["missing.png"], "'missing.png' is not a file"),
+])
+def test_bad_sources_fail_in_one_line(tmp_path, capsys, args, fragment):
+    assert main([*args, f"--results={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_lists_every_subcommand_then_hydras_help(tmp_path):
+    from sdexp.cli import SUBCOMMANDS
+
+    out = run_cli(["--help"], cwd=tmp_path).stdout
+    head, _, hydra = out.partition("its help follows.")
+    for name in [*SUBCOMMANDS, "plan"]:
+        line = next((ln for ln in head.splitlines() if ln.strip().startswith(f"sdexp {name}")), None)
+        assert line is not None and len(line.split("  ")[-1].split()) >= 3, (name, line)   # usage, then what it does
+    assert "render one image again into a new folder" in head          # from the module's docstring
+    assert "powered by Hydra" in hydra and "== Config ==" in hydra
+
+
+def test_cfg_job_with_multirun_prints_the_config(tmp_path):
+    proc = run_cli(["-m", "--cfg", "job", "sweep=demo"], cwd=tmp_path)
+    assert "sampler:" in proc.stdout and "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -69,6 +69,7 @@ SUBCOMMANDS = {
     "score": ("sdexp.score", "main"),
     "verify": ("sdexp.verify", "main"),
     "compact": ("sdexp.compact", "main"),
+    "reproduce": ("sdexp.reproduce", "main"),
 }
 
 
@@ -80,6 +81,13 @@ def main() -> None:
 
         module, function = SUBCOMMANDS[sys.argv[1]]
         raise SystemExit(getattr(importlib.import_module(module), function)(sys.argv[2:]))
+    if any(a in ("--help", "-h") for a in sys.argv[1:]):
+        from .usage import usage_text
+
+        print(usage_text(SUBCOMMANDS))
+    if any(a.split("=")[0] in ("-c", "--cfg", "-i", "--info") for a in sys.argv[1:]):
+        # Hydra takes one mode: show the config (as the sweep file composes it) instead of failing on -m
+        sys.argv = [a for a in sys.argv if a not in ("-m", "--multirun")]
     register_all()
     if len(sys.argv) > 1 and sys.argv[1] == "plan":
         sys.argv = [sys.argv[0], *sys.argv[2:], "plan.dry_run=true"]

@@ -36,32 +36,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from .axes import AXIS_LABELS, DERIVED  # labels and derived columns come from the axis registry
 from .image_health import flag_note
-
-AXIS_LABELS: dict[str, str] = {
-    "model": "Model",
-    "vae": "VAE",
-    "sampler": "Sampler",
-    "steps": "Steps",
-    "cfg": "CFG scale",
-    "clip_skip": "Clip skip",
-    "seed": "Seed",
-    "prompt": "Prompt",
-    "negative_prompt": "Negative prompt",
-    "width": "Width",
-    "height": "Height",
-    "size": "Size",
-    "lora": "LoRA",
-    "lora_weight": "LoRA weight",
-    "embedding": "Embedding",
-    "init_image": "Init image",
-    "strength": "Denoising strength",
-    "prompt_sr": "Prompt S/R",
-    "prompt_template": "Prompt",
-}
-# Columns that follow from another axis: not split into grids of their own when that axis is shown.
-# prompt_template (the prompt before S/R) only matters when prompt_sr varies.
-DERIVED = {"width": "size", "height": "size", "prompt": "prompt_sr", "negative_prompt": "prompt_sr"}
 
 # Layout constants. Label font size follows A1111: (cell_w + cell_h) // 25, but never
 # below MIN_FONT_SIZE so 64px cells stay legible.

@@ -16,23 +16,49 @@ from .axes import setting_axes
 from .axis_values import expand
 
 
+class _Node(dict):
+    """A plain config node read by attribute or key (`view.model.name`, `view.prompts["items"]`)."""
+
+    def __getattr__(self, key: str):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return _Node({k: _plain(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+class Job:
+    """One job config as plain values (read once: OmegaConf access is slow for thousands of views)."""
+
+    def __init__(self, cfg):
+        self.values = _plain(OmegaConf.to_container(cfg, resolve=True))
+        self.follows_model = {k: OmegaConf.is_interpolation(cfg, k) for k in ("width", "height")}
+
+
 class JobView:
     """A job config with some top-level keys set to one value each (one item of an in-job list)."""
 
-    def __init__(self, cfg, settings: dict):
-        self._cfg = cfg
+    def __init__(self, job: Job, settings: dict):
+        self._job = job
         self._settings = settings
 
     def __getattr__(self, key: str):
         settings = self.__dict__["_settings"]
-        return settings[key] if key in settings else getattr(self.__dict__["_cfg"], key)
+        return settings[key] if key in settings else self.__dict__["_job"].values[key]
 
     def __getitem__(self, key: str):
         return self.__getattr__(key)
 
     def follows_model(self, key: str) -> bool:
         """True when `key` (width, height) was not set by the user: it is the model group's size."""
-        return OmegaConf.is_interpolation(self._cfg, key)
+        return self._job.follows_model[key]
 
 
 
@@ -63,6 +89,7 @@ def settings(cfg, errors: list[str]) -> list[JobView]:
     """The views of one job: one per combination of the values its axis keys list. Bad values are
     appended to `errors` (once each) and left out."""
     base, lists = {}, {}
+    job = Job(cfg)
     for axis in setting_axes():
         key = axis.config_key
         if key not in cfg or key in INNER_KEYS:
@@ -91,4 +118,4 @@ def settings(cfg, errors: list[str]) -> list[JobView]:
         elif values:
             lists[key] = values
     keys = list(lists)
-    return [JobView(cfg, {**base, **dict(zip(keys, combo))}) for combo in itertools.product(*lists.values())]
+    return [JobView(job, {**base, **dict(zip(keys, combo))}) for combo in itertools.product(*lists.values())]

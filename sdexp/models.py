@@ -116,6 +116,24 @@ def model_family(spec: ModelSpec) -> str:
     return "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd1"
 
 
+@lru_cache(maxsize=None)
+def guidance_embedded(spec: ModelSpec) -> bool:
+    """True for an LCM-distilled UNet (its config has `time_cond_proj_dim`): it takes the guidance scale
+    as an embedding and runs no unconditional pass. From configs alone; False when unknown."""
+    try:
+        kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
+    except ValueError:
+        return False
+    config = None if kind == "builtin" else _config_json(spec, kind, "unet/config.json")
+    return bool(config and config.get("time_cond_proj_dim"))
+
+
+def runs_guidance(cfg: float, embedded: bool) -> bool:
+    """Classifier-free guidance (a second, unconditional UNet pass) runs for CFG > 1, except on UNets that
+    embed the guidance scale (LCM-distilled). The engine and the dry run both ask this."""
+    return cfg > 1 and not embedded
+
+
 def _text_encoder_configs(spec: ModelSpec, kind: str, sdxl: bool) -> list[dict | None]:
     """The config.json of each text encoder (two for SDXL), None where unreadable."""
     return [_config_json(spec, kind, f"{name}/config.json")

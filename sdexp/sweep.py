@@ -17,7 +17,8 @@ from .dryrun import format_summary, summary
 from .estimates import read_groups
 from .grid import DEFAULT_MAX_PIXELS, GridPage, render_grids
 from .models import ModelCache
-from .plan import AXES, Plan, grid_axes, make_plan
+from .axes import swept_columns
+from .plan import Plan, grid_axes, make_plan
 from .render import render
 from .report import build_report
 from .store import Store
@@ -70,24 +71,20 @@ def versions() -> dict:
 
 
 def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dtype, scorer_source) -> dict:
+    """One row per image: identity, every registry column (cell.row_values), where each file came from,
+    and the facts of the render."""
     cell, hashes = item["cell"], item["lora_hashes"]
     return {
-        "sweep": plan.name, "cell_id": cell.cell_id, "image_id": cell.image_id,
-        "model": cell.model.name, "model_source": item["model_source"], "model_hash": item["model_hash"],
-        "vae": cell.vae.name, "vae_source": item["vae_source"], "vae_hash": item["vae_hash"],
-        "sampler": cell.sampler, "scheduler": item["scheduler"], "steps": cell.steps, "cfg": cell.cfg,
-        "clip_skip": cell.clip_skip, "seed": cell.seed, "prompt": cell.prompt,
-        "negative_prompt": cell.negative_prompt, "width": cell.width, "height": cell.height, "size": cell.size,
-        "prompt_sr": cell.prompt_sr, "prompt_template": cell.prompt_template or cell.prompt,
-        "lora": cell.axis("lora"), "lora_source": cell.lora.source if cell.lora else None,
-        "lora_hash": hashes.get(cell.lora), "lora_weight": cell.lora_weight,
-        "lcm_lora": cell.axis("lcm_lora"), "lcm_lora_hash": hashes.get(cell.lcm_lora),
-        "extra_loras": ", ".join(f"{spec.name}:{w:g}" for spec, w in cell.extra_loras or ()) or None,
+        "sweep": plan.name, "cell_id": cell.cell_id, "image_id": cell.image_id, **cell.row_values(),
+        "model_source": item["model_source"], "model_hash": item["model_hash"],
+        "vae_source": item["vae_source"], "vae_hash": item["vae_hash"], "scheduler": item["scheduler"],
+        "lora_source": cell.lora.source if cell.lora else None, "lora_hash": hashes.get(cell.lora),
+        "lcm_lora_hash": hashes.get(cell.lcm_lora),
         "extra_lora_hashes": ", ".join(f"{s.name}:{hashes[s]}" for s, _ in cell.extra_loras or ()) or None,
-        "embedding": cell.axis("embedding"), "embedding_source": cell.embedding.source if cell.embedding else None,
-        "embedding_hash": item["embedding_hash"], "embedding_token": cell.embedding_token,
-        "init_image": cell.axis("init_image"), "init_image_source": cell.init_image.source if cell.init_image else None,
-        "init_image_hash": cell.init_image.sha256 if cell.init_image else None, "strength": cell.strength,
+        "embedding_source": cell.embedding.source if cell.embedding else None,
+        "embedding_hash": item["embedding_hash"],
+        "init_image_source": cell.init_image.source if cell.init_image else None,
+        "init_image_hash": cell.init_image.sha256 if cell.init_image else None,
         "image_path": image_path, "clip_score": clip_score, "clip_model": scorer_source,
         "seconds": item["seconds"], "batch_size": item["batch_size"], "batch_index": item["batch_index"],
         "batch_id": item["batch_id"],
@@ -145,7 +142,7 @@ def make_grids(plan: Plan, store: Store, rows: pd.DataFrame, groups: pd.DataFram
     if rows.empty:
         return opts, []
     if lenient:
-        swept = [a for a in AXES if a in rows and rows[a].nunique() > 1]
+        swept = swept_columns(rows)
         grid = {k: (v if v in swept else None) for k, v in plan.grid.items() if k != "seed"}
         opts.update(grid_axes({**grid, "seed": plan.grid["seed"]}, swept))
     else:

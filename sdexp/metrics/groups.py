@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..axes import AXES, ConfigError
+from ..axes import AXES, ConfigError, swept_columns
 from ..stats import bootstrap_mean_ci, paired_difference_ci
 from .fid import frechet_distance, statistics
 from .kid import kid
@@ -90,7 +90,7 @@ def describe(group: pd.DataFrame, grouping: Grouping, swept: list[str]) -> dict:
 
 
 def swept_axes(rows: pd.DataFrame) -> list[str]:
-    return [a for a in AXES if a in rows.columns and rows[a].nunique(dropna=False) > 1]
+    return swept_columns(rows)
 
 
 def mean_rows(rows: pd.DataFrame, values: pd.Series, grouping: Grouping, confidence: float, n_boot: int,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..axes import AXES
+from ..axes import AXES, swept_columns, unused
 from ..grid import AXIS_LABELS, format_value, ordered_values
 from ..image_health import FLAG_MEANING, flagged
 
@@ -33,11 +33,12 @@ def _distinct(rows: pd.DataFrame, column: str) -> list[str]:
 def summarize(rows: pd.DataFrame, folder: Path, grid: dict | None) -> dict:
     """Plain data for the report's summary section (the template escapes all of it)."""
     swept, fixed = [], []
+    swept_set = set(swept_columns(rows))
     for axis in AXES:
-        if axis not in rows.columns or axis == "prompt":
+        if axis not in rows.columns or axis == "prompt" or unused(rows, axis):
             continue
         values = _distinct(rows, axis)
-        (swept if len(values) > 1 else fixed).append((AXIS_LABELS[axis], values))
+        (swept if axis in swept_set else fixed).append((AXIS_LABELS[axis], values))
     facts = [("Images", str(len(rows)))]
     if flagged(rows).any():
         facts.append((f"Flagged images ({FLAG_MEANING}; left out of metrics and the best cell)",

@@ -15,16 +15,12 @@ from typing import Iterable
 
 import pyarrow as pa
 
+from .axes import arrow_types
+
 STR, INT, FLOAT = pa.string(), pa.int64(), pa.float64()
 
-# The settings of a cell: what a grid can be drawn over.
-AXIS_COLUMNS: list[tuple[str, pa.DataType]] = [
-    ("model", STR), ("vae", STR), ("sampler", STR), ("steps", INT), ("cfg", FLOAT), ("clip_skip", INT),
-    ("seed", INT), ("prompt", STR), ("negative_prompt", STR), ("width", INT), ("height", INT), ("size", STR),
-    ("prompt_sr", STR), ("prompt_template", STR), ("lora", STR), ("lora_weight", FLOAT), ("lcm_lora", STR),
-    ("extra_loras", STR), ("embedding", STR), ("embedding_token", STR), ("init_image", STR),
-    ("strength", FLOAT),
-]
+# The settings of a cell: every column of the axis registry (sdexp/axes.py), with its declared type.
+AXIS_COLUMNS: list[tuple[str, pa.DataType]] = [(name, getattr(pa, kind)()) for name, kind in arrow_types().items()]
 
 # Identity of the row and everything recorded about how its image was made and stored.
 FACT_COLUMNS: list[tuple[str, pa.DataType]] = [

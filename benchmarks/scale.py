@@ -17,7 +17,10 @@ size measured in the December notes, or --before-parts N), measured side by side
   rerun_noop_100k_s       the store's share of a rerun that finds all 100,000 images stored: the cheap
                           store check (footers, ids, each image's presence and size) and the stored ids
                           against 100,000 planned ids; `rerun_noop_before_s` on the part-file store
-Targets: load_rows_200k_s < 3, stored_ids_200k_s < 1, rerun_noop_100k_s < 20.
+  report_100k_s         `sdexp report` rebuilt over 100,000 stored images (grids, tables, plots, viewer data);
+                        `_first` the first build, which reads each PNG's header once
+  viewer_10k_open_s     the viewer of 10,000 images opened in headless Chromium until its grid is drawn
+Targets: load_rows_200k_s < 3, stored_ids_200k_s < 1, rerun_noop_100k_s < 20, report_100k_s < 60.
 
 Add a figure: a function `def my_figure_s(work: Path) -> dict` returning {"my_figure_s": seconds, ...},
 listed in FIGURES; main runs it in its own process and adds `my_figure_peak_rss_mib`.
@@ -161,8 +164,54 @@ def rerun_noop_100k(work: Path) -> dict:
     return out
 
 
+def report_100k(work: Path) -> dict:
+    """`sdexp report` of 100,000 stored images: the first build (each image's PNG header read once,
+    no thumbnail needed for tiny images) and a rebuild (no image opened again)."""
+    from sdexp.report import build_report
+
+    store = build_store(work / "report", 100_000, parts=False, images=True)
+    out = {"report_100k_first_s": timed(lambda: build_report(store.folder, log=lambda *a: None))}
+    out["report_100k_s"] = timed(lambda: build_report(store.folder, log=lambda *a: None))
+    return out
+
+
+def viewer_10k_open(work: Path) -> dict:
+    """The viewer of 10,000 images opened in headless Chromium (Debian's chromium and chromedriver):
+    wall time of the page load until the grid is drawn, and the page's own set-up time."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from sdexp.report import build_report
+
+    store = build_store(work / "viewer", 10_000, parts=False, images=True)
+    build_report(store.folder, log=lambda *a: None)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--disable-gpu", "--no-sandbox", "--window-size=1400,1000",
+                 f"--user-data-dir={work / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.set_page_load_timeout(300)
+        driver.get("about:blank")
+        url = (store.folder / "report" / "viewer.html").as_uri() + "#seed=all"
+        t0 = time.perf_counter()
+        driver.get(url)
+        WebDriverWait(driver, 300).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        wall = time.perf_counter() - t0
+        ready = driver.execute_script("return window.sdexpViewerReadyMs") / 1000
+        shown = int(driver.execute_script("return document.body.dataset.images"))
+    finally:
+        driver.quit()
+    return {"viewer_10k_open_s": wall, "viewer_10k_setup_s": ready, "viewer_10k_images_shown": shown}
+
+
 FIGURES = {"load_rows_200k_s": load_rows_200k, "stored_ids_200k_s": stored_ids_200k,
-           "rerun_noop_100k_s": rerun_noop_100k}
+           "rerun_noop_100k_s": rerun_noop_100k, "report_100k_s": report_100k,
+           "viewer_10k_open_s": viewer_10k_open}
 
 
 def run_one(name: str) -> None:

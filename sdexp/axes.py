@@ -82,24 +82,17 @@ class Axis:
         return value
 
 
-def _sampler(value) -> str | None:
-    from .samplers import get_sampler
+def _known(getter: str):
+    """A check that `value` names an entry of sdexp.samplers (`getter`: get_sampler, get_schedule)."""
+    def check(value) -> str | None:
+        from . import samplers
 
-    try:
-        get_sampler(value)
-    except ValueError as e:
-        return str(e).split(" ", 1)[1]
-    return None
-
-
-def _schedule(value) -> str | None:
-    from .samplers import get_schedule
-
-    try:
-        get_schedule(value)
-    except ValueError as e:
-        return str(e).split(" ", 1)[1]
-    return None
+        try:
+            getattr(samplers, getter)(value)
+        except ValueError as e:
+            return str(e).split(" ", 1)[1]       # the message without its leading "key=value"
+        return None
+    return check
 
 
 def _seed(v: int) -> str | None:
@@ -117,10 +110,10 @@ REGISTRY: tuple[Axis, ...] = (
          check=lambda v: None if finite(v) else "must be a finite number", examples=(0.5, 1.0), bad=float("nan")),
     Axis("embedding", "Embedding", "file", "encoding", optional=True, splits=False,
          doc="a name from `embeddings`, a file, or none"),
-    Axis("sampler", "Sampler", "choice", "batch", infotext="Sampler", check=_sampler,
+    Axis("sampler", "Sampler", "choice", "batch", infotext="Sampler", check=_known("get_sampler"),
          examples=("Euler", "DDIM"), bad="foo", doc="a sampler alias or A1111 name (README, Samplers)"),
     Axis("schedule", "Schedule type", "choice", "batch", infotext="Schedule type", optional=True, off="Automatic",
-         check=_schedule, examples=("Karras", "Exponential"), bad="wobbly",
+         check=_known("get_schedule"), examples=("Karras", "Exponential"), bad="wobbly",
          doc="a schedule type alias or A1111 name (README, Samplers and schedules)"),
     Axis("steps", "Steps", "int", "batch", infotext="Steps", arrow="int64",
          check=lambda v: None if 1 <= v <= STEPS_MAX else f"must be >= 1 and <= {STEPS_MAX}",

@@ -72,13 +72,18 @@ def valid_sampler_names() -> list[str]:
     return [s.alias for s in SAMPLERS]
 
 
+def _look_up(key: str, what: str, name, by_alias: dict, entries):
+    """An entry by alias (`euler_a`) or AUTOMATIC1111 name (`Euler a`), or a ValueError listing the choices."""
+    found = by_alias.get(alias_of(str(name)))
+    if found is None:
+        choices = ", ".join(f"{alias_of(e.name)} ({e.name!r})" for e in entries)
+        raise ValueError(f"{key}={name!r} is not a known {what}; valid: {choices}")
+    return found
+
+
 def get_sampler(name: str) -> Sampler:
     """Look a sampler up by alias (`euler_a`) or AUTOMATIC1111 name (`Euler a`)."""
-    sampler = _BY_ALIAS.get(alias_of(str(name)))
-    if sampler is None:
-        choices = ", ".join(f"{s.alias} ({s.name!r})" for s in SAMPLERS)
-        raise ValueError(f"sampler={name!r} is not a known sampler; valid: {choices}")
-    return sampler
+    return _look_up("sampler", "sampler", name, _BY_ALIAS, SAMPLERS)
 
 
 @dataclass(frozen=True)
@@ -110,11 +115,8 @@ _SCHEDULES_BY_ALIAS = {alias_of(s.name): s for s in SCHEDULES}
 
 
 def get_schedule(name: str) -> Schedule:
-    schedule = _SCHEDULES_BY_ALIAS.get(alias_of(str(name)))
-    if schedule is None:
-        choices = ", ".join(f"{alias_of(s.name)} ({s.name!r})" for s in SCHEDULES)
-        raise ValueError(f"schedule={name!r} is not a known schedule type; valid: {choices}")
-    return schedule
+    """Look a schedule type up by alias (`sgm_uniform`) or AUTOMATIC1111 name (`SGM Uniform`)."""
+    return _look_up("schedule", "schedule type", name, _SCHEDULES_BY_ALIAS, SCHEDULES)
 
 
 def _init_parameters(class_name: str) -> set[str]:

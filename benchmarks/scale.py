@@ -22,6 +22,15 @@ size measured in the December notes, or --before-parts N), measured side by side
   viewer_10k_open_s     the viewer of 10,000 images opened in headless Chromium until its grid is drawn
 Targets: load_rows_200k_s < 3, stored_ids_200k_s < 1, rerun_noop_100k_s < 20, report_100k_s < 60.
 
+Planning figures: wall time of `sdexp plan ...` through the console script, less a 2-job plan
+(`plan_2_jobs_s`, mostly imports) timed in the same run, each with the peak RSS of that command:
+  plan_512_jobs_s       `-m` over 8 CFG x 4 steps x 4 clip skips x 4 samplers; `plan_512_jobs_before_s`
+                        the former path (hydra/sweeper=basic and SDEXP_LAUNCHER_FULL_COMPOSE=1: Hydra
+                        composes every job twice), side by side
+  plan_4096_jobs_s      `-m` over 8 CFG x 8 steps x 4 clip skips x 8 samplers x 2 seeds
+  plan_100k_cells_s     one job listing its values: 4 CFG x 8 prompts x seeds 0-3124 (100,000 images)
+Target: plan_4096_jobs_s < 10.
+
 Add a figure: a function `def my_figure_s(work: Path) -> dict` returning {"my_figure_s": seconds, ...},
 listed in FIGURES; main runs it in its own process and adds `my_figure_peak_rss_mib`.
 """
@@ -209,7 +218,64 @@ def viewer_10k_open(work: Path) -> dict:
     return {"viewer_10k_open_s": wall, "viewer_10k_setup_s": ready, "viewer_10k_images_shown": shown}
 
 
-FIGURES = {"load_rows_200k_s": load_rows_200k, "stored_ids_200k_s": stored_ids_200k,
+# --- planning: `sdexp plan` through the console script, less a 2-job plan timed in the same run ------
+SDEXP = Path(sys.executable).parent / "sdexp"
+PLAN_2_JOBS = ["-m", "model=tiny", "cfg=1,2"]
+PLAN_512_JOBS = ["-m", "model=tiny", "cfg=1,2,3,4,5,6,7,8", "steps=10,20,30,40", "clip_skip=1,2,3,4",
+                 "sampler=euler,euler_a,ddim,unipc"]
+PLAN_4096_JOBS = ["-m", "model=tiny", "cfg=1,2,3,4,5,6,7,8", "steps=10,20,30,40,50,60,70,80", "clip_skip=1,2,3,4",
+                  "sampler=euler,euler_a,ddim,unipc,dpmpp_2m,dpmpp_2m_karras,lms,heun", "seed=0,1"]
+PLAN_100K_CELLS = ["model=tiny", "prompts=varied", "cfg=3,5,7,9", "seed=0-3124"]   # one job: 4 x 8 prompts x 3125
+# the former path: Hydra's basic sweeper composing each job to check it, the launcher composing each again
+PLAN_BEFORE = (["hydra/sweeper=basic"], {"SDEXP_LAUNCHER_FULL_COMPOSE": "1"})
+
+
+def sdexp_plan(work: Path, args: list[str], env: dict | None = None) -> tuple[float, float, int]:
+    """(seconds, peak RSS MiB, images planned) of one `sdexp plan ARGS` in a fresh process."""
+    import os
+    import re
+
+    log = work / "plan.log"
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(SDEXP), "plan", *args, f"results_root={work / 'results'}", "name=scale"],
+                                cwd=work, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    text = log.read_text()
+    images = re.search(r"images \(cells x prompts x seeds\)\s+(\d+)", text)
+    if os.waitstatus_to_exitcode(status) != 0 or images is None:
+        raise RuntimeError(f"sdexp plan {' '.join(args)} failed:\n{text[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024, int(images[1])
+
+
+def plan_figures(work: Path, key: str, args: list[str], before: bool) -> dict:
+    """`key` (seconds beyond a 2-job plan), its peak RSS and images; with `before`, the same by the former path."""
+    name = key.removesuffix("_s")
+    base, base_rss, _ = sdexp_plan(work, PLAN_2_JOBS)
+    out = {"plan_2_jobs_s": base, "plan_2_jobs_peak_rss_mib": base_rss}
+    seconds, rss, images = sdexp_plan(work, args)
+    out.update({key: seconds - base, f"{name}_peak_rss_mib": rss, f"{name}_images": images})
+    if before:
+        seconds, rss, _ = sdexp_plan(work, [*args, *PLAN_BEFORE[0]], PLAN_BEFORE[1])
+        out.update({f"{name}_before_s": seconds - base, f"{name}_before_peak_rss_mib": rss})
+    return out
+
+
+def plan_512_jobs(work: Path) -> dict:
+    return plan_figures(work, "plan_512_jobs_s", PLAN_512_JOBS, before=True)
+
+
+def plan_4096_jobs(work: Path) -> dict:
+    return plan_figures(work, "plan_4096_jobs_s", PLAN_4096_JOBS, before=False)   # before: about 8x the 512 one
+
+
+def plan_100k_cells(work: Path) -> dict:
+    return plan_figures(work, "plan_100k_cells_s", PLAN_100K_CELLS, before=False)
+
+
+FIGURES = {"plan_512_jobs_s": plan_512_jobs, "plan_4096_jobs_s": plan_4096_jobs, "plan_100k_cells_s": plan_100k_cells,
+           "load_rows_200k_s": load_rows_200k, "stored_ids_200k_s": stored_ids_200k,
            "rerun_noop_100k_s": rerun_noop_100k, "report_100k_s": report_100k,
            "viewer_10k_open_s": viewer_10k_open}
 

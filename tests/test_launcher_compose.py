@@ -165,8 +165,8 @@ def _value_override(rng: random.Random) -> list[str]:
         lambda: ["~negative_prompt"],
         lambda: ["+loras.a=/l/a.safetensors", "+extra_loras.a=0.5"],
         # errors Hydra raises, which the fast path must raise the same
-        lambda: [rng.choice(["no_such_key=1", "+steps=3", "steps=abc", "~no_such_key", "model.nope=1",
-                             "width=wide", "checkpoints.q=1"])],
+        lambda: [rng.choice(["no_such_key=1", "+steps=3", "model.width=wide", "~no_such_key", "model.nope=1",
+                             "run.max_resident_models=many", "checkpoints.q=1"])],
     ]
     return rng.choice(choices)()
 
@@ -284,9 +284,10 @@ def test_cli_multirun_plan_matches_hydra_composition(tmp_path):
 
 def test_cli_bad_override_fails_before_anything(tmp_path):
     """A job Hydra cannot compose fails the whole multirun with Hydra's own message."""
-    out = subprocess.run([str(Path(sys.executable).parent / "sdexp"), "plan", "-m", "steps=4,abc",
+    out = subprocess.run([str(Path(sys.executable).parent / "sdexp"), "plan", "-m", "model.width=64,wide",
                           f"results_root={tmp_path / 'results'}"], cwd=tmp_path, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode != 0
-    assert "steps=abc" in out.stderr and "Value 'abc' of type 'str' could not be converted to Integer" in out.stderr
+    assert "model.width=wide" in out.stderr
+    assert "Value 'wide' of type 'str' could not be converted to Integer" in out.stderr
     assert not (tmp_path / "results").exists()

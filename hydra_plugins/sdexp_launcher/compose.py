@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 from typing import Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -47,7 +48,7 @@ class JobComposer:
         self._parser = OverridesParser.create()
         self._parsed: dict[str, Override] = {}
         self._is_group: dict[str, bool] = {}
-        self._bases: dict[tuple[str, ...], tuple[DictConfig, DictConfig]] = {}
+        self._bases: dict[tuple[str, ...], tuple[DictConfig, DictConfig, bytes | None]] = {}
         self._repo = None
 
     # --- Hydra's own composition ---------------------------------------------------------------
@@ -62,7 +63,8 @@ class JobComposer:
         split = self._split(overrides)
         if split is not None:
             key, values, _ = split
-            cfg = self._apply(self._base(key)[1], values)
+            _, app, pickled = self._base(key)
+            cfg = self._apply(pickle.loads(pickled) if pickled else copy.deepcopy(app), values)
             if cfg is not None:
                 return cfg
         cfg = self.hydra_compose(overrides)
@@ -77,7 +79,7 @@ class JobComposer:
         split = self._split(overrides)
         if split is not None:
             key, values, app = split
-            cfg = self._apply(self._base(key)[0], values)
+            cfg = self._apply(copy.deepcopy(self._base(key)[0]), values)
             if cfg is not None:
                 job = cfg.hydra.job
                 cfg.hydra.overrides.task = [o.input_line for o in app]
@@ -132,19 +134,24 @@ class JobComposer:
                 self.master.hydra.job.config_name, hydra_overrides)
         return self._repo
 
-    def _base(self, key: tuple[str, ...]) -> tuple[DictConfig, DictConfig]:
-        """(config with hydra node, config without) composed by Hydra from the composition overrides."""
+    def _base(self, key: tuple[str, ...]) -> tuple[DictConfig, DictConfig, bytes | None]:
+        """(config with hydra node, config without, the latter pickled) composed by Hydra from the
+        composition overrides. Each job starts from a copy: unpickling OmegaConf's own pickle (node
+        types, declared types and flags kept) costs about a fifth of a deepcopy."""
         if key not in self._bases:
             whole = self.hydra_compose(key)
             app = copy.deepcopy(whole)
             with open_dict(app):
                 del app["hydra"]
-            self._bases[key] = whole, app
+            try:
+                pickled = pickle.dumps(app)
+            except Exception:           # a value that does not pickle: deepcopy each job instead
+                pickled = None
+            self._bases[key] = whole, app, pickled
         return self._bases[key]
 
-    def _apply(self, base: DictConfig, values: list[Override]) -> DictConfig | None:
-        """A copy of `base` with the value overrides applied as Hydra applies them; None when one fails."""
-        cfg = copy.deepcopy(base)
+    def _apply(self, cfg: DictConfig, values: list[Override]) -> DictConfig | None:
+        """`cfg` (a fresh copy) with the value overrides applied as Hydra applies them; None when one fails."""
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         try:
             ConfigLoaderImpl._apply_overrides_to_config(values, cfg)

@@ -166,3 +166,19 @@ def test_pandas_reads_the_rows_folder(tmp_path):
     write_two_sweeps(tmp_path)
     df = pd.read_parquet(tmp_path / "lora" / "rows")
     assert len(df) == 6
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    store = Store(tmp_path / "a")
+    store.rows.mkdir(parents=True)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StoreError, match=r"cannot write .*rows/part-.*\.parquet: No space left on device"):
+        store.append_rows(rows_of("a", 1))
+    assert list(store.rows.iterdir()) == []

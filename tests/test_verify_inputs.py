@@ -1,0 +1,145 @@
+"""Inputs refused before anything under results/ changes (one `sdexp: error:` line, exit 2), runtime
+faults as one line (exit 1), Ctrl-C, and weight files replaced at the same path between runs."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from sdexp.axes import ConfigError
+from sdexp.hydra_setup import register_all
+from sdexp.paths import CONF_DIR
+from sdexp.sweep import run_sweep
+from helpers import SDEXP, run_cli, tree_state
+
+
+def cfgs(root, *overrides):
+    register_all()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["steps=1", "seed=0", "prompts=single", "name=inp",
+                                           f"results_root={root}", *overrides])
+    GlobalHydra.instance().clear()
+    return [cfg]
+
+
+def refused(root, *overrides, match: str):
+    """The run is refused with `match` in its message and leaves every file under root as it was."""
+    before = tree_state(root) if root.exists() else None
+    with pytest.raises(ConfigError, match=match):
+        run_sweep(cfgs(root, *overrides), [], log=lambda *a: None)
+    assert (tree_state(root) if root.exists() else None) == before
+
+
+@pytest.fixture(scope="module")
+def vae_files(tmp_path_factory):
+    """Two VAE single files (the tiny and tiny_alt weights), to swap one for the other."""
+    from diffusers import AutoencoderKL
+
+    from sdexp import single_file, tiny
+
+    folder = tmp_path_factory.mktemp("vaes")
+    skeleton = folder / "skeleton"              # the tiny model's configs: the files load through them
+    shutil.copytree(tiny.tiny_model_folder(), skeleton, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    out = {"skeleton": skeleton}
+    for name in ("tiny", "tiny_alt"):
+        vae = AutoencoderKL.from_pretrained(tiny.tiny_vae_folder(name), local_files_only=True)
+        out[name] = folder / f"{name}.safetensors"
+        single_file.save_original_vae(vae, out[name])
+    return out
+
+
+def test_replaced_vae_file_is_an_error_naming_both_hashes(tmp_path, vae_files):
+    from sdexp.hashing import file_sha256
+
+    root = tmp_path / "results"
+    path = tmp_path / "last.safetensors"
+    path.write_bytes(vae_files["tiny_alt"].read_bytes())
+    old = file_sha256(path)
+    vae = ["vae.name=last", f"vae.source={path}", f"vae.skeleton={vae_files['skeleton']}"]
+    run_sweep(cfgs(root, *vae), [], log=lambda *a: None)
+    path.write_bytes(vae_files["tiny"].read_bytes())
+    new = file_sha256(path)
+    refused(root, *vae,
+            match=rf"vae.source='{path}' has changed .* sha256 {new[:12]} now, {old[:12]} in the rows")
+    path.write_bytes(vae_files["tiny_alt"].read_bytes())          # the same file again: resumes
+    said = []
+    run_sweep(cfgs(root, *vae), [], log=said.append)
+    assert any("1 already stored, 0 to render" in s for s in said)
+
+
+def test_cut_off_safetensors_is_refused(tmp_path, vae_files):
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(vae_files["tiny"].read_bytes()[:5000])
+    refused(tmp_path / "results", "vae.name=cut", f"vae.source={path}", f"vae.skeleton={vae_files['skeleton']}",
+            match="not a whole .safetensors file")
+
+
+def test_results_root_that_is_a_file(tmp_path):
+    root = tmp_path / "results"
+    root.write_text("not a folder")
+    refused(root, match="is a file, not a folder")
+    assert root.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only folders")
+def test_read_only_results_root(tmp_path):
+    root = tmp_path / "results"
+    root.mkdir()
+    root.chmod(0o500)
+    try:
+        refused(root, match="cannot be written")
+    finally:
+        root.chmod(0o700)
+
+
+def test_name_too_long(tmp_path):
+    refused(tmp_path / "results", "name=" + "n" * 300, match="valid: a folder name of at most 255 bytes")
+
+
+def test_hub_id_offline_fails_at_plan_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    t0 = time.monotonic()
+    refused(tmp_path / "results", "model.name=x", "model.source=nobody-org/no-such-model",
+            match="not in the local Hugging Face cache")
+    assert time.monotonic() - t0 < 30
+
+
+def test_cli_exit_codes_and_one_line(tmp_path):
+    root = tmp_path / "results"
+    bad = run_cli(["steps=1", "prompts=single", "name=" + "n" * 300, f"results_root={root}"], cwd=tmp_path,
+                  check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("sdexp: error: name=")
+    assert len(bad.stderr.strip().splitlines()) == 1 and not root.exists()
+    (root / "locked").mkdir(parents=True)
+    precious = tmp_path / "precious"
+    precious.write_text("keep")
+    (root / "locked" / ".lock").symlink_to(precious)
+    fault = run_cli(["steps=1", "prompts=single", "name=locked", f"results_root={root}"], cwd=tmp_path,
+                    check=False)
+    assert fault.returncode == 1, fault.stderr
+    assert fault.stderr.strip().splitlines()[-1].startswith("sdexp: error: ") and "symbolic link" in fault.stderr
+    assert "Traceback" not in fault.stderr and precious.read_text() == "keep"
+
+
+def test_ctrl_c_says_what_is_stored(tmp_path):
+    root = tmp_path / "results"
+    args = ["seed=range(0,40)", "-m", "steps=6", "run.batch_size=2", "prompts=single", f"results_root={root}",
+            "name=intr"]
+    proc = subprocess.Popen([*SDEXP, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not list((root / "intr" / "rows").glob("part-*.parquet")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "images are stored in" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err

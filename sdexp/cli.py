@@ -91,6 +91,12 @@ def main() -> None:
     register_all()
     if len(sys.argv) > 1 and sys.argv[1] == "plan":
         sys.argv = [sys.argv[0], *sys.argv[2:], "plan.dry_run=true"]
+    from .overrides import prepare
+
+    try:
+        sys.argv = [sys.argv[0], *prepare(sys.argv[1:])]
+    except ConfigError as e:
+        fail(str(e))
     app()
 
 

@@ -33,7 +33,7 @@ CONTEXT = {
     "strength": ["init_image=init.png", "steps=4"],
     "init_image": ["steps=4", "strength=0.75"],
     "eta": ["sampler=ddim"],
-    "schedule": ["sampler=euler"],
+    "schedule": ["sampler=euler", "steps=4"],      # at 2 steps every sigma schedule is its two end points
     "s_churn": ["sampler=euler"],
     "s_tmin": ["sampler=euler", "s_churn=2"],
     "s_tmax": ["sampler=euler", "s_churn=2"],

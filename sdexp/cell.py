@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, field, make_dataclass
+from functools import cached_property
 from typing import Any
 
 from .axes import FIELDS, REGISTRY
@@ -46,13 +47,13 @@ class _CellMethods:
     def size(self) -> str:
         return f"{self.width}x{self.height}"
 
-    @property
+    @cached_property          # a frozen dataclass has a __dict__: computed once per cell
     def cell_id(self) -> str:
         d = {k: v for k, v in asdict(self).items()
              if k not in _NOT_IN_CELL_ID and (k not in _OFF or v != _OFF[k])}
         return digest(d)
 
-    @property
+    @cached_property
     def image_id(self) -> str:
         return digest([self.cell_id, self.prompt, self.seed])
 

@@ -19,11 +19,11 @@ def cell(prompt="a cat", seed=0, cfg=7.0, steps=4, sampler="Euler a", vae=AUTO, 
     return Cell(TINY, vae, sampler, steps, cfg, 1, seed, prompt, negative, width, height, **axes)
 
 
-def render_cells(cells, cache: ModelCache | None = None, batch_size: int = 8) -> dict:
+def render_cells(cells, cache: ModelCache | None = None, batch_size: int = 8, device=CPU) -> dict:
     """{cell: uint8 array} for every cell, rendered by sdexp's engine."""
     cache = cache if cache is not None else ModelCache(1)
     out = {}
-    for items in render(cells, cache, batch_size=batch_size, device=CPU, dtype=F32):
+    for items in render(cells, cache, batch_size=batch_size, device=torch.device(device), dtype=F32):
         for item in items:
             out[item["cell"]] = item["array"]
     return out

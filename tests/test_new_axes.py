@@ -118,21 +118,12 @@ def test_rng_gpu_on_the_cpu_is_the_cpu_stream():
 
 @pytest.mark.gpu
 def test_rng_gpu_draws_on_the_device():
-    from sdexp.models import ModelCache
-
     pipe = tiny_pipeline().to("cuda")
     c = cell("euler_a", rng="gpu")
-    ours = render_cells_on(c, "cuda", ModelCache(1))
+    ours = render_cells([c], batch_size=1, device="cuda")[c]
     cond = encode_prompts(pipe.tokenizer, pipe.text_encoder, [PROMPT], 1)
     uncond = encode_prompts(pipe.tokenizer, pipe.text_encoder, [NEGATIVE], 1)
     pipe.scheduler = build_scheduler(get_sampler("euler_a"), dict(pipe.scheduler.config), [SEED])
     out = pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=STEPS, guidance_scale=CFG,
                generator=torch.Generator("cuda").manual_seed(SEED), height=SIZE, width=SIZE, output_type="pil")
     assert max_diff(ours, np.asarray(out.images[0])) <= 1
-
-
-def render_cells_on(c, device, cache):
-    from sdexp.render import render
-
-    for items in render([c], cache, batch_size=1, device=torch.device(device), dtype=torch.float32):
-        return items[0]["array"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from helpers import run_cli
 
 
@@ -12,6 +14,7 @@ def _counts(stdout: str) -> dict:
     return {m[1].strip(): int(m[2]) for m in re.finditer(r"^\s+([a-zA-Z][^\d\n]*?)\s+(\d+)\b", stdout, re.M)}
 
 
+@pytest.mark.slow
 def test_a_prompt_with_commas_is_one_prompt_and_ranges_expand(tmp_path):
     root = f"results_root={tmp_path / 'r'}"
     one = run_cli(["plan", "-m", "prompt=masterpiece, best quality, a cat", "seed=0", root], cwd=tmp_path)
@@ -21,6 +24,7 @@ def test_a_prompt_with_commas_is_one_prompt_and_ranges_expand(tmp_path):
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.png"))
 
 
+@pytest.mark.slow
 def test_in_job_lists_plan_like_the_multirun(tmp_path):
     root = f"results_root={tmp_path / 'r'}"
     lists = run_cli(["plan", "cfg=[1,7]", "sampler=[euler_a,ddim]", "clip_skip=[1,2]", "seed=[0,1]", root],

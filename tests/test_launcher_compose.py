@@ -194,6 +194,7 @@ def test_random_override_sets(seed, hydra_app):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(100, 110))
+@pytest.mark.slow
 def test_many_random_override_sets(seed, hydra_app):
     check_jobs(hydra_app, master_config(hydra_app), random_jobs(seed, 60))
 

@@ -59,9 +59,10 @@ def sdexp_image(c: Cell) -> np.ndarray:
     return render_cells([c])[c]
 
 
-@pytest.mark.parametrize("sampler, schedule", [("euler", "Karras"), ("euler", "Exponential"),
-                                               ("dpmpp_2m", "Karras"), ("euler_a", "SGM Uniform"),
-                                               ("dpmpp_2m", "Beta"), ("ddim", "Uniform")])
+@pytest.mark.parametrize("sampler, schedule", [
+    ("euler", "Karras"), ("dpmpp_2m", "Beta"),
+    *(pytest.param(*p, marks=pytest.mark.slow) for p in [("euler", "Exponential"), ("dpmpp_2m", "Karras"),
+                                                          ("euler_a", "SGM Uniform"), ("ddim", "Uniform")])])
 def test_schedule_matches_pipeline(sd, sampler, schedule):
     image = sdexp_image(cell(sampler, schedule=schedule))
     assert max_diff(image, reference(sd, sampler, schedule)) <= 1
@@ -74,8 +75,9 @@ def test_eta_matches_pipeline(sd):
     assert max_diff(image, sdexp_image(cell("ddim"))) > 0
 
 
-@pytest.mark.parametrize("args", [dict(s_churn=1.5), dict(s_churn=1.5, s_tmin=1.0, s_tmax=10.0),
-                                  dict(s_churn=1.5, s_noise=1.05)])
+@pytest.mark.parametrize("args", [dict(s_churn=1.5, s_tmin=1.0, s_tmax=10.0),
+                                  pytest.param(dict(s_churn=1.5), marks=pytest.mark.slow),
+                                  pytest.param(dict(s_churn=1.5, s_noise=1.05), marks=pytest.mark.slow)])
 def test_sigma_settings_match_euler_step(sd, args):
     image = sdexp_image(cell("euler", **args))
     assert max_diff(image, reference(sd, "euler", step_args=args)) <= 1
@@ -94,7 +96,7 @@ def a1111_slerp(val, low, high):
     return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
 
 
-@pytest.mark.parametrize("sampler", ["euler_a", "dpmpp_2m"])
+@pytest.mark.parametrize("sampler", [pytest.param("euler_a", marks=pytest.mark.slow), "dpmpp_2m"])
 def test_variation_seed_matches_pipeline_with_slerped_latents(sd, sampler):
     shape = (4, SIZE // 8, SIZE // 8)
 

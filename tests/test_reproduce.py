@@ -54,6 +54,7 @@ def test_from_an_image_id_with_its_batch_is_byte_identical(results, capsys):
     assert list((out / "config").glob("run-*.yaml"))                  # the rebuilt config is kept
 
 
+@pytest.mark.slow
 def test_from_an_image_id_alone_and_from_its_png(results, capsys):
     rows = sdexp.load_rows(results / "rep")
     row = rows.iloc[0]
@@ -131,6 +132,7 @@ def test_bad_sources_fail_in_one_line(tmp_path, capsys, args, fragment):
     assert fragment in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_help_lists_every_subcommand_then_hydras_help(tmp_path):
     from sdexp.cli import SUBCOMMANDS
 
@@ -143,6 +145,7 @@ def test_help_lists_every_subcommand_then_hydras_help(tmp_path):
     assert "powered by Hydra" in hydra and "== Config ==" in hydra
 
 
+@pytest.mark.slow
 def test_cfg_job_with_multirun_prints_the_config(tmp_path):
     proc = run_cli(["-m", "--cfg", "job", "sweep=demo"], cwd=tmp_path)
     assert "sampler:" in proc.stdout and "Traceback" not in proc.stderr

@@ -156,6 +156,14 @@ EXPECTED = {  # A1111 name -> diffusers class and flags (PLATFORM.md's sampler t
     "DPM2": ("KDPM2DiscreteScheduler", {}),
     "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
     "LCM": ("LCMScheduler", {}),
+    # diffusers' own A1111 mapping (docs: "Schedulers", k-diffusion equivalents)
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DPM++ 2M SDE Heun": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_type": "heun"}),
+    "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
+    "DPM++ SDE": ("DPMSolverSDEScheduler", {}),
+    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "DEIS": ("DEISMultistepScheduler", {}),
+    "DDPM": ("DDPMScheduler", {}),
 }
 
 
@@ -177,6 +185,8 @@ def test_get_sampler_accepts_alias_and_a1111_name(sd, alias):
         if key in scheduler.config:
             default = {"use_karras_sigmas": False, "algorithm_type": "dpmsolver++"}[key]
             assert scheduler.config[key] == flags.get(key, default), key
+    for key, value in flags.items():
+        assert scheduler.config[key] == value, key
     # the model's betas survive; flags from an earlier build do not leak into the base config
     assert scheduler.config.beta_schedule == "scaled_linear" and scheduler.config.beta_start == 0.00085
     assert "use_karras_sigmas" not in sd.base_config

@@ -106,6 +106,7 @@ def run_cli_module(args, cwd):
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, check=True)
 
 
+@pytest.mark.slow
 def test_fd_clip_and_cmmd_through_score_match_independent_values(scored):
     from sdexp.metrics.inception import reference_images
     from sdexp.tiny import tiny_clip_folder
@@ -127,6 +128,7 @@ def test_fd_clip_and_cmmd_through_score_match_independent_values(scored):
     assert len(judged) == 2 and judged.value.between(0, 1).all()     # a random model: any rate
 
 
+@pytest.mark.slow
 def test_clip_feature_metrics_refuse_an_npz_and_open_clip(scored, tmp_path):
     from sdexp.metrics.fid import save_npz
     from sdexp.score import main

@@ -129,6 +129,7 @@ def test_cli_exit_codes_and_one_line(tmp_path):
     assert "Traceback" not in fault.stderr and precious.read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_what_is_stored(tmp_path):
     root = tmp_path / "results"
     args = ["seed=range(0,40)", "-m", "steps=6", "run.batch_size=2", "prompts=single", f"results_root={root}",

@@ -85,6 +85,7 @@ def test_choose_axes_and_seeds_labels_and_image_count(browser, folder):
     no_console_errors(browser)
 
 
+@pytest.mark.slow
 def test_toggle_a_value_hides_its_column(browser, folder):
     open_viewer(browser, folder)
     box = browser.find_element("css selector", ".toggles[data-axis='cfg'] input[name='7']")
@@ -96,6 +97,7 @@ def test_toggle_a_value_hides_its_column(browser, folder):
     no_console_errors(browser)
 
 
+@pytest.mark.slow
 def test_full_size_with_parameters_and_arrow_keys(browser, folder, rows):
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -131,6 +133,7 @@ def test_full_size_with_parameters_and_arrow_keys(browser, folder, rows):
     no_console_errors(browser)
 
 
+@pytest.mark.slow
 def test_compare_two_cells_seed_by_seed_with_paired_difference(browser, folder, rows):
     open_viewer(browser, folder)
     browser.find_element("id", "compare-mode").click()
@@ -156,6 +159,7 @@ def test_compare_two_cells_seed_by_seed_with_paired_difference(browser, folder, 
     no_console_errors(browser)
 
 
+@pytest.mark.slow
 def test_the_bootstrap_in_the_page_matches_the_reports(browser, folder):
     import numpy as np
 
@@ -169,6 +173,7 @@ def test_the_bootstrap_in_the_page_matches_the_reports(browser, folder):
     assert (got["lo"], got["hi"]) == pytest.approx((low, high), abs=0.05)   # another generator, same method
 
 
+@pytest.mark.slow
 def test_a_view_is_restored_from_the_url_hash(browser, folder, rows):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -206,6 +211,7 @@ def test_prompt_with_markup_is_text_everywhere(browser, folder, rows):
     no_console_errors(browser)
 
 
+@pytest.mark.slow
 def test_save_view_draws_a_canvas_that_can_be_exported(browser, folder, tmp_path):
     import base64
 
@@ -223,6 +229,7 @@ def test_save_view_draws_a_canvas_that_can_be_exported(browser, folder, tmp_path
     no_console_errors(browser)
 
 
+@pytest.mark.slow
 def test_screenshots_for_the_readme(browser, folder, tmp_path):
     """Leaves screenshots of the viewer (SDEXP_DOCS=<folder> writes them there, e.g. docs/)."""
     out = Path(os.environ.get("SDEXP_DOCS", tmp_path))

@@ -169,3 +169,29 @@ def test_reproduce_reads_hires_parameters_back():
     assert "strength=0.5" not in out
     img2img = parameters_overrides("a cat\nSteps: 2, Seed: 1, Denoising strength: 0.5")
     assert "strength=0.5" in img2img
+
+
+def test_readme_hires_sweep_plans_two_first_passes_per_seed_and_prompt(compose_cfg):
+    """The README's hires command, expanded into its multirun jobs as Hydra's sweeper does, planned."""
+    import itertools
+    import re
+    import shlex
+
+    import pandas as pd
+
+    from sdexp.dryrun import summary
+    from sdexp.overrides import prepare
+    from sdexp.paths import CONF_DIR
+    from sdexp.plan import make_plan
+
+    block = re.search(r"<!-- hires-sweep -->\s*```bash\n(.*?)```", (CONF_DIR.parent / "README.md").read_text(), re.S)
+    args = prepare(shlex.split(block.group(1).replace("\\\n", " ")))
+    assert args[:2] == ["sdexp", "-m"]
+    fixed = [a for a in args[2:] if not re.fullmatch(r"[\w.]+=[^'\"\[]*,.*", a)]
+    swept = [[f"{a.split('=')[0]}={v}" for v in a.split("=", 1)[1].split(",")] for a in args[2:] if a not in fixed]
+    cfgs = [compose_cfg([*fixed, *job]) for job in itertools.product(*swept)]
+    plan = make_plan(cfgs, [s[0].split("=")[0] for s in swept])
+    s = summary(plan, set(), pd.DataFrame(), 8)
+    seeds_and_prompts = len({(c.seed, c.prompt) for c in plan.cells})
+    assert len(cfgs) == 8 and s["cells"] == 8 * seeds_and_prompts
+    assert s["trajectories"] == 2 * seeds_and_prompts and s["second_passes"] == 8 * seeds_and_prompts

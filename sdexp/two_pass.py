@@ -14,7 +14,7 @@ after a latent upscaler nothing is encoded and the generator gives the noise alo
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -24,8 +24,17 @@ from .hires import get_upscaler, upscale_image, upscale_latents
 from .img2img import array_tensor, encode_init
 from .lora import activate_lora
 from .models import LoadedModel, ModelCache
-from .render import (EncodingCache, _denoise_cells, _timed_chunks, batch_embeddings, decoded, noise_device,
-                     plan_batches, step_args, vae_getter)
+from .render import (
+    EncodingCache,
+    _denoise_cells,
+    _timed_chunks,
+    batch_embeddings,
+    decoded,
+    noise_device,
+    plan_batches,
+    step_args,
+    vae_getter,
+)
 from .samplers import build_scheduler, get_sampler, get_schedule
 
 FIRST_PASSES_PER_ROUND = 256     # first-pass latents kept at once (their second passes run before the next round)
@@ -56,7 +65,8 @@ def render_two_pass(model: LoadedModel, enc: EncodingCache, cache: ModelCache, c
         for batch in plan_batches(todo, batch_size):
             by_lead = {t[0]: t for t in batch.trajectories}
             for lead, latents, seconds in _timed_chunks(
-                    lambda part: second_pass(model, enc, list(part), first, upscaled, vae_of), batch.lead):
+                    lambda part, first=first, upscaled=upscaled: second_pass(model, enc, list(part), first,
+                                                                             upscaled, vae_of), batch.lead):
                 trajectories = [by_lead[c] for c in lead]
                 shared = [first[c.first_pass.trajectory][1] / users[c.first_pass.trajectory] * len(by_lead[c])
                           for c in lead]

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
 from render_helpers import as_uint8, cell, max_diff, render_cells, tiny_pipeline
+
 from sdexp.metadata import parse_a1111_parameters
 from sdexp.samplers import build_scheduler, get_sampler
 
@@ -89,7 +89,7 @@ def sweep(tmp_path_factory):
     the launcher hands it over (one job per combination), counting the first passes denoised."""
     from hydra import compose, initialize_config_dir
 
-    import sdexp.two_pass as two_pass
+    from sdexp import two_pass
     from sdexp.hydra_setup import register_all
     from sdexp.paths import CONF_DIR
     from sdexp.plan import make_plan
@@ -117,9 +117,9 @@ def sweep(tmp_path_factory):
 
 
 def test_sweep_denoises_each_first_pass_once(sweep):
-    from sdexp.dryrun import summary
-
     import pandas as pd
+
+    from sdexp.dryrun import summary
 
     first = sweep["first_passes"]
     assert len(first) == 2                                 # one per sampler for the seed and prompt, not 8
@@ -184,7 +184,7 @@ def test_readme_hires_sweep_plans_two_first_passes_per_seed_and_prompt(compose_c
     from sdexp.paths import CONF_DIR
     from sdexp.plan import make_plan
 
-    block = re.search(r"<!-- hires-sweep -->\s*```bash\n(.*?)```", (CONF_DIR.parent / "README.md").read_text(), re.S)
+    block = re.search(r"<!-- hires-sweep -->\s*```bash\n(.*?)```", (CONF_DIR.parent / "README.md").read_text(), re.DOTALL)
     args = prepare(shlex.split(block.group(1).replace("\\\n", " ")))
     assert args[:2] == ["sdexp", "-m"]
     fixed = [a for a in args[2:] if not re.fullmatch(r"[\w.]+=[^'\"\[]*,.*", a)]

@@ -24,7 +24,7 @@ _BATCH = tuple(a.name for a in FIELDS if a.level in ("model", "batch"))
 _COLUMNS = tuple(a.name for a in REGISTRY)
 _NOT_IN_CELL_ID = ("seed", "prompt", "prompt_template")
 # the fields of a second pass: off in the first pass it starts from
-SECOND_PASS = ("hires_scale", "hires_steps", "hires_strength", "hires_upscaler")
+SECOND_PASS = tuple(a.name for a in FIELDS if a.config_key.startswith("hires."))
 
 
 def digest(obj) -> str:

@@ -247,7 +247,8 @@ def _check_names(cells: list[Cell]) -> None:
 # config key swept -> (the cell field it acts with, what the message calls it)
 NEEDS = {"strength": ("init_image", "init_image (img2img)"), "lora_weight": ("lora", "a lora"),
          "subseed": ("subseed_strength", "subseed_strength > 0 (a variation strength)"),
-         **{f"hires.{k}": ("hires_scale", "hires.scale (the hires fix)") for k in ("steps", "strength", "upscaler")}}
+         **{a.config_key: ("hires_scale", "hires.scale (the hires fix)") for a in BY_NAME.values()
+            if a.needs == "hires_scale"}}
 
 
 def _check_needs(cfgs, views: list[JobView], cells: list[Cell]) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from .axis_values import finite, to_float, to_int
+from .hires import check_upscaler
 
 
 class ConfigError(ValueError):
@@ -142,6 +143,22 @@ REGISTRY: tuple[Axis, ...] = (
          optional=True, needs="init_image",
          check=lambda v: None if finite(v) and 0 < v <= 1 else "is not valid; valid: 0 < strength <= 1",
          examples=(0.6, 0.9), bad=1.5),
+    # the hires fix (sdexp/hires.py): a second, img2img pass at the upscaled size; off while hires.scale is none
+    Axis("hires_scale", "Hires upscale", "float", "batch", key="hires.scale", infotext="Hires upscale",
+         arrow="float64", optional=True,
+         check=lambda v: None if finite(v) and 1 <= v <= 8 else "is not valid; valid: 1 <= hires.scale <= 8, or null (no hires fix)",
+         examples=(1.5, 2.0), bad=0.5, doc="a number 1..8 (the upscale factor), or null for no hires fix"),
+    Axis("hires_steps", "Hires steps", "int", "batch", key="hires.steps", infotext="Hires steps", arrow="int64",
+         optional=True, needs="hires_scale",
+         check=lambda v: None if 0 <= v <= STEPS_MAX else f"must be >= 0 and <= {STEPS_MAX} (0: the job's steps)",
+         examples=(2, 4), bad=-1, doc=f"an integer 0..{STEPS_MAX}; 0 takes the job's steps"),
+    Axis("hires_strength", "Denoising strength", "float", "batch", key="hires.strength",
+         infotext="Denoising strength", arrow="float64", optional=True, needs="hires_scale",
+         check=lambda v: None if finite(v) and 0 < v <= 1 else "is not valid; valid: 0 < hires.strength <= 1",
+         examples=(0.5, 1.0), bad=0.0, doc="a number 0 < strength <= 1"),
+    Axis("hires_upscaler", "Hires upscaler", "choice", "trajectory", key="hires.upscaler", infotext="Hires upscaler",
+         optional=True, needs="hires_scale", check=lambda v: check_upscaler(v), examples=("Latent", "Lanczos"),
+         bad="ESRGAN_4x", doc="an upscaler alias or A1111 name (README, Hires fix)"),
     Axis("prompt_sr", "Prompt S/R", "text", "label", optional=True, splits=False),
     Axis("seed", "Seed", "seed", "trajectory", infotext="Seed", arrow="int64", check=_seed, examples=(1, 2),
          bad=2**32, doc=f"an integer 0..{SEED_MAX}, a list of them, or -1 for random"),
@@ -187,7 +204,10 @@ def label(axis: str) -> str:
 
 def axis_of_key(key: str) -> str | None:
     """The axis a command-line override or config key sets ('+checkpoint=...' -> 'model'), or None."""
-    key = key.lstrip("+~").split("=", 1)[0].split(".", 1)[0]
+    key = key.lstrip("+~").split("=", 1)[0]
+    if key in _KEY_AXES:                  # a dotted axis key such as hires.scale
+        return _KEY_AXES[key]
+    key = key.split(".", 1)[0]
     name = _KEY_AXES.get(key, key)
     return name if name in AXES else None
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, field, make_dataclass
+from dataclasses import asdict, field, make_dataclass, replace
 from functools import cached_property
 from typing import Any
 
 from .axes import FIELDS, REGISTRY
+from .hires import get_upscaler, target_size
 
 OPTIONAL_FIELDS = tuple(a.name for a in FIELDS if a.optional)
 _OFF = {a.name: a.off for a in FIELDS if a.optional}
@@ -22,6 +23,8 @@ _TRAJECTORY = tuple(a.name for a in FIELDS if a.level not in ("decode", "label")
 _BATCH = tuple(a.name for a in FIELDS if a.level in ("model", "batch"))
 _COLUMNS = tuple(a.name for a in REGISTRY)
 _NOT_IN_CELL_ID = ("seed", "prompt", "prompt_template")
+# the fields of a second pass: off in the first pass it starts from
+SECOND_PASS = tuple(a.name for a in FIELDS if a.config_key.startswith("hires."))
 
 
 def digest(obj) -> str:
@@ -61,8 +64,31 @@ class _CellMethods:
     def trajectory(self) -> tuple:
         """Everything the denoise depends on: every field but decode-only and label ones, so txt2img
         cells differing only in VAE share one trajectory (img2img ones do not: the VAE encodes their
-        init image)."""
-        return tuple(getattr(self, k) for k in _TRAJECTORY) + (self.vae if self.init_image else None,)
+        init image; nor do hires passes after a pixel upscaler: the VAE decodes and encodes between passes)."""
+        return tuple(getattr(self, k) for k in _TRAJECTORY) + (self.vae if self.vae_encodes else None,)
+
+    @property
+    def vae_encodes(self) -> bool:
+        """True when the cell's VAE encodes an image before (or between) its denoise passes."""
+        if self.init_image:
+            return True
+        return bool(self.hires_scale) and not get_upscaler(self.hires_upscaler).latent
+
+    @property
+    def two_pass(self) -> bool:
+        """True for a hires-fix cell: a txt2img first pass, then a second pass from its result."""
+        return self.hires_scale is not None
+
+    @cached_property
+    def first_pass(self):
+        """The txt2img cell whose denoise a two-pass cell starts from (itself for a one-pass cell): every
+        hires variant of it shares that trajectory."""
+        return replace(self, **{k: _OFF[k] for k in SECOND_PASS}) if self.two_pass else self
+
+    @property
+    def final_size(self) -> tuple[int, int]:
+        """(width, height) of the image written: the hires target size, else the cell's size."""
+        return target_size(self.width, self.height, self.hires_scale) if self.two_pass else (self.width, self.height)
 
     @property
     def batch_key(self) -> tuple:

@@ -69,6 +69,15 @@ class LcmConf:
 
 
 @dataclass
+class HiresConf:
+    """The hires fix (README, "Hires fix and the SDXL refiner"): each key is an axis (lists, ranges)."""
+    scale: Any = None                  # upscale factor 1..8; null: no hires fix (one pass)
+    steps: Any = 0                     # second-pass steps; 0: the job's steps
+    strength: Any = 0.7                # second-pass denoising strength, 0 < strength <= 1 (A1111's default 0.7)
+    upscaler: Any = "latent"           # latent, latent_antialiased, latent_bicubic, ..., lanczos, nearest
+
+
+@dataclass
 class PlanConf:
     dry_run: bool = False              # print cells, work units and an estimate; render nothing
 
@@ -85,6 +94,7 @@ class SdexpConfig:
     run: RunConf = field(default_factory=RunConf)
     plan: PlanConf = field(default_factory=PlanConf)
     lcm: LcmConf = field(default_factory=LcmConf)
+    hires: HiresConf = field(default_factory=HiresConf)
     # Axes (README, "Axes"): each takes one value, a list (cfg='[3,5,7]') or an A1111 range (steps='10-30 (+10)')
     # inside one job; types are checked by the axis registry (sdexp/axes.py), not here.
     sampler: Any = "euler_a"           # alias (euler_a) or AUTOMATIC1111 name ("Euler a")

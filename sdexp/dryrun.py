@@ -35,21 +35,35 @@ def unet_evaluations(cell: Cell) -> int:
     return calls * (2 if runs_guidance(cell.cfg, guidance_embedded(cell.model)) else 1)
 
 
+def second_pass_evaluations(cell: Cell) -> int:
+    """UNet sample-evaluations of a hires cell's second pass (0 for a one-pass cell)."""
+    if not cell.two_pass:
+        return 0
+    steps = cell.hires_steps or cell.steps
+    calls = unet_calls(cell.sampler, steps, cell.schedule) * steps_run(steps, cell.hires_strength) // steps
+    return calls * (2 if runs_guidance(cell.cfg, guidance_embedded(cell.model)) else 1)
+
+
 def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int) -> dict:
     todo = [c for c in plan.cells if c.image_id not in stored]
-    trajectories = list(dict.fromkeys(c.trajectory for c in todo))
-    leads = {c.trajectory: c for c in todo}
-    evaluations = sum(unet_evaluations(leads[t]) for t in trajectories)
+    firsts = {c.first_pass.trajectory: c.first_pass for c in todo}        # one-pass cells are their own
+    seconds = {c.trajectory: c for c in todo if c.two_pass}
+    evaluations = sum(map(unet_evaluations, firsts.values())) + sum(map(second_pass_evaluations, seconds.values()))
+    pixel_decodes = {(c.first_pass.trajectory, c.vae, c.hires_scale, c.hires_upscaler) for c in todo
+                     if c.two_pass and c.vae_encodes}
     encodings = {(c.model, c.embedding, text, c.clip_skip) for c in todo
                  for text in ([c.prompt, c.negative_prompt] if runs_guidance(c.cfg, guidance_embedded(c.model))
                               else [c.prompt])}
     return {
         "cells": len(plan.cells), "stored": len(plan.cells) - len(todo), "to_render": len(todo),
         "models": len({c.model for c in todo}), "prompt_encodings": len(encodings),
-        "trajectories": len(trajectories), "batches": len(plan_batches(todo, batch_size)),
+        "trajectories": len(firsts), "second_passes": len(seconds),
+        "batches": len(plan_batches([c for c in todo if not c.two_pass] + [c.first_pass for c in seconds.values()],
+                                    batch_size)) + len(plan_batches(list(seconds.values()), batch_size)),
         "unet_evaluations": evaluations,
-        "unet_evaluations_per_cell_loop": sum(unet_evaluations(c) for c in todo),
-        "vae_decodes": len(todo), "estimate_seconds": estimate(todo, history),
+        "unet_evaluations_per_cell_loop": sum(unet_evaluations(c.first_pass) + second_pass_evaluations(c)
+                                              for c in todo),
+        "vae_decodes": len(todo) + len(pixel_decodes), "estimate_seconds": estimate(todo, history),
     }
 
 
@@ -86,11 +100,15 @@ def format_summary(plan: Plan, s: dict) -> str:
         f"  to render                         {s['to_render']}",
         f"  models to load                    {s['models']}",
         f"  prompt encodings                  {s['prompt_encodings']}",
-        f"  denoise trajectories              {s['trajectories']}",
+        f"  denoise trajectories              {s['trajectories']}" + (" (first passes shared by the second)"
+                                                                   if s["second_passes"] else ""),
+        f"  second passes (hires fix)         {s['second_passes']}",
         f"  batches                           {s['batches']}",
         f"  UNet evaluations                  {s['unet_evaluations']} "
         f"({saved:.1f}x fewer than one render per image)",
-        f"  VAE decodes                       {s['vae_decodes']}",
+        f"  VAE decodes                       {s['vae_decodes']}" + (" (with first passes decoded for a pixel "
+                                                                  "upscaler)" if s["vae_decodes"] > s["to_render"]
+                                                                  else ""),
         f"  grid                              x={plan.grid['x']} y={plan.grid['y']} z={plan.grid['z']}",
         f"  estimate                          {eta}",
     ]

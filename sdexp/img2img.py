@@ -70,7 +70,12 @@ def image_tensor(init: InitImage, width: int, height: int) -> torch.Tensor:
         im = im.convert("RGB")
         if im.size != (width, height):
             im = im.resize((width, height), resample=Image.LANCZOS)
-        array = np.asarray(im, dtype=np.float32) / 255.0
+        return array_tensor(im)
+
+
+def array_tensor(image) -> torch.Tensor:
+    """A PIL image or uint8 HxWx3 array as (1, 3, H, W) in [-1, 1], as diffusers' image processor makes it."""
+    array = np.asarray(image, dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1)[None] * 2.0 - 1.0
 
 

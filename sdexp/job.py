@@ -54,12 +54,22 @@ class JobView:
         return settings[key] if key in settings else self.__dict__["_job"].values[key]
 
     def __getitem__(self, key: str):
-        return self.__getattr__(key)
+        """A top-level or dotted key (`view["hires.scale"]`), with this view's setting of it."""
+        if key in self._settings or "." not in key:
+            return self.__getattr__(key)
+        head, rest = key.split(".", 1)
+        return _get(self.__getattr__(head), rest)
 
     def follows_model(self, key: str) -> bool:
         """True when `key` (width, height) was not set by the user: it is the model group's size."""
         return self._job.follows_model[key]
 
+
+
+def _get(node, dotted: str):
+    for part in dotted.split("."):
+        node = node[part]
+    return node
 
 
 class Memo:
@@ -81,6 +91,7 @@ class Memo:
         return value
 
 
+_MISSING = object()
 # keys whose lists stay inside one view: the engine loops over them itself
 INNER_KEYS = ("seed",)
 
@@ -92,9 +103,11 @@ def settings(cfg, errors: list[str]) -> list[JobView]:
     job = Job(cfg)
     for axis in setting_axes():
         key = axis.config_key
-        if key not in cfg or key in INNER_KEYS:
+        if key in INNER_KEYS:
             continue
-        raw = cfg[key]
+        raw = OmegaConf.select(cfg, key, default=_MISSING)
+        if raw is _MISSING:
+            continue
         if raw is None or (axis.kind == "file" and not OmegaConf.is_list(raw)):
             continue
         try:

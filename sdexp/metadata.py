@@ -13,7 +13,8 @@ from .axes import BY_NAME, REGISTRY
 INFOTEXT_ORDER = (
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model", "VAE hash", "VAE",
     "Variation seed", "Variation seed strength", "Denoising strength", "Clip skip", "RNG", "Eta DDIM",
-    "Sigma churn", "Sigma tmin", "Sigma tmax", "Sigma noise", "Lora hashes", "TI hashes",
+    "Sigma churn", "Sigma tmin", "Sigma tmax", "Sigma noise", "Hires upscale", "Hires steps", "Hires upscaler",
+    "Lora hashes", "TI hashes",
 )
 NEGATIVE = "Negative prompt:"
 
@@ -29,9 +30,21 @@ def infotext_value(cell, name: str) -> str:
     value = cell.axis(name)
     if name == "rng":
         return "CPU" if value == "cpu" else ""    # A1111 writes RNG only when it is not its default, GPU
+    if name == "hires_steps" and value == 0:
+        return ""                                 # A1111 writes Hires steps only when they differ from Steps
     if value is None or (axis.optional and value == axis.off):
         return ""
     return _num(value)
+
+
+def infotext_fields(cell) -> dict[str, str]:
+    """{infotext key: value} of every axis; a key two axes share (Denoising strength: img2img's and the
+    hires fix's, never both on) takes the value of the one that is on."""
+    fields: dict[str, str] = {}
+    for a in REGISTRY:
+        if a.infotext:
+            fields[a.infotext] = fields.get(a.infotext) or infotext_value(cell, a.name)
+    return fields
 
 
 def a1111_parameters(cell, *, model_hash: str, vae_hash: str, loras: list[tuple] = (),
@@ -51,7 +64,7 @@ def a1111_parameters(cell, *, model_hash: str, vae_hash: str, loras: list[tuple]
     lines = [prompt]
     if negative_prompt:
         lines.append(f"{NEGATIVE} {negative_prompt}")
-    fields = {a.infotext: infotext_value(cell, a.name) for a in REGISTRY if a.infotext}
+    fields = infotext_fields(cell)
     fields.update({
         "Model hash": model_hash[:10], "VAE hash": vae_hash[:10],
         "Lora hashes": '"' + ", ".join(f"{n}: {h[:12]}" for n, _, h in loras) + '"' if loras else "",

@@ -17,6 +17,7 @@ from .axes import AXES, BY_NAME, SEED_MAX, ConfigError, axis_of_key, grid_axes, 
 from .axis_values import expand
 from .cell import OPTIONAL_FIELDS, Cell, digest  # noqa: F401  (re-exported)
 from .config import unknown_keys
+from .hires import get_upscaler, size_problem
 from .img2img import steps_run
 from .job import JobView, Memo, settings
 from .metrics.registry import METRICS
@@ -134,6 +135,7 @@ def check_view(view: JobView, memo: Memo) -> list[str]:
         _check(0 < view.strength <= 1 and steps_run(view.steps, view.strength) >= 1,
                f"strength={view.strength} is not valid with steps={view.steps}; valid: 0 < strength <= 1 with "
                f"int(steps * strength) >= 1 (img2img runs that many of the steps)", errors)
+    errors += _hires_problems(view, memo, failed)
     if sampler is not None and schedule is not None:
         attempt("schedule", _check_sampler_settings, view.sampler, view.schedule, _step_settings(view))
     if "size" not in failed:
@@ -146,6 +148,36 @@ def check_view(view: JobView, memo: Memo) -> list[str]:
         if error:
             errors.append(error)
     return errors
+
+
+def _hires_problems(view: JobView, memo: Memo, failed: set) -> list[str]:
+    """The hires fix's checks: txt2img only, a target size the UNet takes, at least one step run."""
+    scale = view["hires.scale"]
+    if scale is None:
+        return []
+    errors = []
+    if view.init_image not in OFF_VALUES:
+        errors.append(f"hires.scale={scale:g} is set with init_image={view.init_image!r}; the hires fix is a second "
+                      f"pass after txt2img (as in A1111); valid: hires.scale=null for img2img, or no init_image")
+    if "size" not in failed and "model.source" not in failed:
+        problem = size_problem(*memo(r.size, *r.size_args(view), memo(r.model_spec, *r.model_args(view))), scale)
+        if problem:
+            errors.append(problem)
+    steps = int(view["hires.steps"]) or int(view.steps)
+    strength = float(view["hires.strength"])
+    if steps_run(steps, strength) < 1:
+        errors.append(f"hires.strength={strength:g} is not valid with {steps} hires steps; valid: "
+                      f"int(steps * strength) >= 1 (the second pass runs that many of its steps)")
+    return errors
+
+
+def _hires(view: JobView) -> dict:
+    """The hires fields of a view's cells (none while hires.scale is null)."""
+    if view["hires.scale"] is None:
+        return {}
+    return {"hires_scale": float(view["hires.scale"]), "hires_steps": int(view["hires.steps"]),
+            "hires_strength": float(view["hires.strength"]),
+            "hires_upscaler": get_upscaler(view["hires.upscaler"]).name}
 
 
 def _lcm(view, sampler: str, memo: Memo):
@@ -173,6 +205,7 @@ def view_cells(view: JobView, memo: Memo) -> list[Cell]:
     strength = float(view.subseed_strength)
     variation = {"subseed": int(view.subseed), "subseed_strength": strength} if strength > 0 else {}
     steps_args = {k: float(v) for k, v in _step_settings(view)}
+    hires = _hires(view)
     cells = []
     for init in memo(r.images, view.init_image):
         for value, template, prompt, negative in prompt_rows:
@@ -185,7 +218,8 @@ def view_cells(view: JobView, memo: Memo) -> list[Cell]:
                     embedding=embedding, embedding_token=token if uses_token else None,
                     init_image=init, strength=float(view.strength) if init else None,
                     prompt_sr=value, prompt_template=template if value is not None else None, lcm_lora=lcm_lora,
-                    extra_loras=extra_loras, schedule=schedule, rng=str(view.rng), **variation, **steps_args))
+                    extra_loras=extra_loras, schedule=schedule, rng=str(view.rng), **variation, **steps_args,
+                    **hires))
     return cells
 
 
@@ -210,8 +244,11 @@ def _check_names(cells: list[Cell]) -> None:
                               f"tell them apart; give each its own name (e.g. a table such as checkpoints/vaes/loras)")
 
 
+# config key swept -> (the cell field it acts with, what the message calls it)
 NEEDS = {"strength": ("init_image", "init_image (img2img)"), "lora_weight": ("lora", "a lora"),
-         "subseed": ("subseed_strength", "subseed_strength > 0 (a variation strength)")}
+         "subseed": ("subseed_strength", "subseed_strength > 0 (a variation strength)"),
+         **{a.config_key: ("hires_scale", "hires.scale (the hires fix)") for a in BY_NAME.values()
+            if a.needs == "hires_scale"}}
 
 
 def _check_needs(cfgs, views: list[JobView], cells: list[Cell]) -> None:

@@ -91,9 +91,11 @@ def guided(model: LoadedModel, cell: Cell) -> bool:
     return runs_guidance(cell.cfg, getattr(model.unet.config, "time_cond_proj_dim", None) is not None)
 
 
-def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell]) -> dict:
+def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell], size: tuple | None = None) -> dict:
     """The denoise's conditioning: cond and uncond embeddings (uncond None without guidance) and, for
-    SDXL, the added conditions of each. The batch shares one LoRA state and one size."""
+    SDXL, the added conditions of each. The batch shares one LoRA state and one size ((width, height),
+    default the cells' own; a hires pass gives its target size)."""
+    width, height = size or (cells[0].width, cells[0].height)
     stack = cells[0].lora_stack
     state = stack if lora_touches_text_encoder(model, stack) else None
 
@@ -102,7 +104,7 @@ def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell]) 
                          c.clip_skip, state, negative) for c in cells]
         embeds = torch.cat([e for e, _ in parts])
         pooled = torch.cat([p for _, p in parts]) if model.family == "sdxl" else None
-        return embeds, (None if pooled is None else added_cond(pooled, cells[0].height, cells[0].width))
+        return embeds, (None if pooled is None else added_cond(pooled, height, width))
 
     cond, added = embed(lambda c: c.prompt)
     out = {"cond": cond, "uncond": None, "added_cond": added, "added_uncond": None}
@@ -164,35 +166,58 @@ def _init_latents(cells: list[Cell], generators, vae_of) -> torch.Tensor:
 
 def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: torch.device,
            dtype: torch.dtype, options: dict | None = None) -> Iterator[list[dict]]:
-    """Render cells; yields, per batch and VAE, one dict per image: cell, image, array and facts."""
+    """Render cells; yields, per batch and VAE, one dict per image: cell, image, array and facts.
+    Models are visited in order of first appearance; two-pass (hires) cells of a model follow its
+    one-pass cells and share their first passes (sdexp.two_pass)."""
+    from .two_pass import render_two_pass
+
     enc = EncodingCache()
     options = options or {}
-    for batch in plan_batches(cells, batch_size):
-        model = cache.model(batch.model, lambda spec: load_model(spec, device, dtype, **options))
-        enc.drop_other_models(model.spec)
-        sampler = get_sampler(batch.lead[0].sampler)
-        by_lead = {t[0]: t for t in batch.trajectories}
-        def vae_of(spec, model=model):
-            return cache.vae(spec, model)[0]
+    for spec in dict.fromkeys(c.model for c in cells):
+        def model_of(spec=spec):
+            model = cache.model(spec, lambda s: load_model(s, device, dtype, **options))
+            enc.drop_other_models(model.spec)
+            return model
 
-        for lead, latents, seconds in _timed_chunks(lambda part: _denoise_cells(model, enc, list(part), vae_of),
-                                                    batch.lead):
-            trajectories = [by_lead[c] for c in lead]
-            per_image = seconds / sum(len(t) for t in trajectories)   # the denoise, shared by its decodes
-            vaes = list(dict.fromkeys(c.vae for t in trajectories for c in t))
-            for vae_spec in vaes:
-                vae, vae_source, vae_hash = cache.vae(vae_spec, model)
-                picks = [(i, c) for i, t in enumerate(trajectories) for c in t if c.vae == vae_spec]
-                flags: list[str] = []     # image health, one entry per decoded image
-                decoded = _timed_chunks(lambda part: decode(vae, latents[[i for i, _ in part]], flags), picks)
-                out = []
-                for part, arrays, decode_seconds in decoded:
-                    for (i, cell), array in zip(part, arrays):
-                        out.append(_item(cell, array, model, sampler, vae_source, vae_hash,
-                                         image_flags=flags[len(out)],
-                                         seconds=per_image + decode_seconds / len(part),
-                                         batch_size=len(lead), batch_index=i, batch_id=_batch_id(list(lead))))
-                yield out
+        one = [c for c in cells if c.model == spec and not c.two_pass]
+        for batch in plan_batches(one, batch_size):
+            model = model_of()
+            by_lead = {t[0]: t for t in batch.trajectories}
+            chunks = _timed_chunks(lambda part: _denoise_cells(model, enc, list(part), vae_getter(cache, model)),
+                                   batch.lead)
+            for lead, latents, seconds in chunks:
+                yield from decoded(cache, model, [by_lead[c] for c in lead], latents, seconds)
+        two = [c for c in cells if c.model == spec and c.two_pass]
+        if two:
+            yield from render_two_pass(model_of(), enc, cache, two, batch_size)
+
+
+def vae_getter(cache: ModelCache, model: LoadedModel):
+    """spec -> the loaded VAE (the model's own for source None), from the cache."""
+    return lambda spec: cache.vae(spec, model)[0]
+
+
+def decoded(cache: ModelCache, model: LoadedModel, trajectories: list[list[Cell]], latents: torch.Tensor,
+            seconds: float, shared_seconds: list[float] | None = None) -> Iterator[list[dict]]:
+    """Decode the latents of trajectories (one latent each; each a list of cells, one per VAE): per VAE,
+    one list of items. `shared_seconds[i]`: earlier work of trajectory i counted into each of its images."""
+    lead = [t[0] for t in trajectories]
+    sampler = get_sampler(lead[0].sampler)
+    per_image = seconds / sum(len(t) for t in trajectories)   # the denoise, shared by its decodes
+    for vae_spec in dict.fromkeys(c.vae for t in trajectories for c in t):
+        vae, vae_source, vae_hash = cache.vae(vae_spec, model)
+        picks = [(i, c) for i, t in enumerate(trajectories) for c in t if c.vae == vae_spec]
+        flags: list[str] = []     # image health, one entry per decoded image
+        out = []
+        for part, arrays, decode_seconds in _timed_chunks(
+                lambda part: decode(vae, latents[[i for i, _ in part]], flags), picks):
+            for (i, cell), array in zip(part, arrays):
+                earlier = shared_seconds[i] / len(trajectories[i]) if shared_seconds else 0.0
+                out.append(_item(cell, array, model, sampler, vae_source, vae_hash,
+                                 image_flags=flags[len(out)],
+                                 seconds=earlier + per_image + decode_seconds / len(part),
+                                 batch_size=len(lead), batch_index=i, batch_id=_batch_id(lead)))
+        yield out
 
 
 def _timed_chunks(fn, items):

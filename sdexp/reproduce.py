@@ -25,7 +25,10 @@ from .axes import REGISTRY, ConfigError
 
 # A1111 infotext key -> sdexp config key, from the axis registry; A1111's older spelling of one key.
 # Keys that only identify or describe (hashes, version) are INFORMATIONAL; any other key is named.
-INFOTEXT = {**{a.infotext: a.config_key for a in REGISTRY if a.infotext}, "Eta": "eta"}
+INFOTEXT: dict[str, str] = {"Eta": "eta"}
+for _axis in REGISTRY:                    # a key two axes share goes to the first (img2img's Denoising strength)
+    if _axis.infotext:
+        INFOTEXT.setdefault(_axis.infotext, _axis.config_key)
 INFORMATIONAL = ("Model hash", "VAE hash", "Lora hashes", "TI hashes", "Version")
 NUMBER = re.compile(r"-?\d+(\.\d+)?")
 LORA_TAG = re.compile(r"\s*<lora:([^:>]+):([^>]+)>")
@@ -131,6 +134,8 @@ def parameters_overrides(text: str, allow_unknown: bool = False, log=print) -> l
         if key not in INFOTEXT:
             continue
         target = INFOTEXT[key]
+        if key == "Denoising strength" and "Hires upscale" in fields:
+            target = "hires.strength"             # a hires-fix image: the strength of its second pass
         if target == INFOTEXT["VAE"]:
             out.append("vae=auto" if value == "Automatic" else f"vae={value}" if value in _conf_names("vae")
                        else f"vae_file={_quote(value)}")

@@ -65,6 +65,17 @@ CASES = [
     (["prompt_sr=[zebra,dog]"], ["prompt_sr", "'zebra'", "neither the prompt nor the negative prompt"]),
     (["prompt_sr=[]"], ["prompt_sr=[]", "search text"]),
     (["size=64by64"], ["size='64by64'", "WIDTHxHEIGHT"]),
+    # the hires fix
+    (["hires.scale=0.5"], ["hires.scale=0.5", "1 <= hires.scale <= 8"]),
+    (["hires.scale=1.3"], ["hires.scale=1.3", "83x83", "multiple of 8"]),
+    (["hires.scale=2", "hires.upscaler=ESRGAN_4x"], ["hires.upscaler='ESRGAN_4x'", "lanczos (Lanczos)",
+                                                     "latent (Latent)"]),
+    (["hires.scale=2", "hires.strength=0"], ["hires.strength=0", "0 < hires.strength <= 1"]),
+    (["hires.scale=2", "hires.steps=-1"], ["hires.steps=-1", ">= 0"]),
+    (["hires.scale=2", "steps=2", "hires.strength=0.3"], ["hires.strength=0.3", "2 hires steps",
+                                                          "int(steps * strength) >= 1"]),
+    (["hires.scale=2", "init_image=init.png"], ["hires.scale=2", "init_image='init.png'", "txt2img"]),
+    (["hires.strength=0.3,0.6"], ["hires.strength is swept", "hires.scale"]),
     (["size=65x64"], ["size=65", "multiple of 8"]),
 ]
 

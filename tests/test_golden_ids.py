@@ -35,6 +35,7 @@ CASES = {
     "schedule_eta": dict(sampler="DDIM", schedule="SGM Uniform", eta=0.5),
     "variation_rng": dict(subseed=5, subseed_strength=0.3, rng="gpu"),
     "sigmas": dict(sampler="Euler", s_churn=1.0, s_tmin=0.5, s_tmax=20.0, s_noise=1.003),
+    "hires": dict(hires_scale=2.0, hires_steps=10, hires_strength=0.5, hires_upscaler="Latent (bicubic)"),
 }
 GOLDEN = {
     "default": ("e2e205fae04bb6f6", "8201e2f7b6af96f2"),
@@ -48,6 +49,7 @@ GOLDEN = {
     "schedule_eta": ("60948f728ce4a326", "7b863afffaaa6317"),
     "variation_rng": ("55dfe974724a183a", "90b1ebc045360e05"),
     "sigmas": ("e28cadf425585f8f", "648683759b3fefe6"),
+    "hires": ("dd2645e08bd2b128", "d8631d4431f665be"),
 }
 
 
@@ -63,8 +65,18 @@ def test_off_values_keep_ids():
     assert (off.cell_id, off.image_id) == GOLDEN["default"]
 
 
+def test_a_hires_cell_starts_from_the_txt2img_cell():
+    """The first pass of a hires cell is the cell without hires: the same ids as the one-pass cell."""
+    first = Cell(**{**BASE, **CASES["hires"]}).first_pass
+    assert (first.cell_id, first.image_id) == GOLDEN["default"]
+
+
 @pytest.mark.parametrize("overrides, name", [
     (["prompt='a photo of a cat'", "seed=0"], "default"),
+    (["prompt='a photo of a cat'", "seed=0", "hires.steps=5", "hires.strength=0.3", "hires.upscaler=lanczos"],
+     "default"),
+    (["prompt='a photo of a cat'", "seed=0", "steps=20", "width=64", "hires.scale=2", "hires.steps=10",
+      "hires.strength=0.5", "hires.upscaler=latent_bicubic"], "hires"),
     (["prompt='a photo of a cat'", "seed=0", "schedule=automatic", "rng=cpu", "subseed=7"], "default"),
     (["prompt='a photo of a cat'", "seed=0", "sampler=ddim", "schedule=sgm_uniform", "eta=0.5"], "schedule_eta"),
     (["prompt='a photo of a cat'", "seed=0", "subseed=5", "subseed_strength=0.3", "rng=gpu"], "variation_rng"),

@@ -87,8 +87,8 @@ def test_a1111_parameters_become_config_overrides():
     with_lora = parameters_overrides("a cat <lora:detail:0.5>\nSteps: 2")
     assert "lora=detail" in with_lora and "lora_weight=0.5" in with_lora and "prompt='a cat'" in with_lora
     with pytest.raises(ConfigError) as err:
-        parameters_overrides("a cat\nSteps: 2, Hires upscale: 2, ENSD: 31337, Model: tiny")
-    assert "'Hires upscale', 'ENSD'" in str(err.value) and "--allow-unknown" in str(err.value)
+        parameters_overrides("a cat\nSteps: 2, Hires sampler: DDIM, ENSD: 31337, Model: tiny")
+    assert "'Hires sampler', 'ENSD'" in str(err.value) and "--allow-unknown" in str(err.value)
 
 
 def test_from_an_a1111_png_equals_a_sweep_of_the_same_settings(tmp_path, compose_cfg, capsys):
@@ -112,11 +112,11 @@ def test_from_an_a1111_png_equals_a_sweep_of_the_same_settings(tmp_path, compose
 
 def test_unknown_keys_are_named_and_nothing_is_rendered(tmp_path, capsys):
     png = a1111_png(tmp_path / "x.png", "a cat\nSteps: 2, Sampler: Euler a, Seed: 1, Size: 64x64, Model: tiny, "
-                                        "Hires upscale: 2, ENSD: 31337")
+                                        "Hires sampler: DDIM, ENSD: 31337")
     out = tmp_path / "again"
     assert main([str(png), f"--out={out}"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("sdexp: error: the PNG's parameters hold keys sdexp cannot reproduce: 'Hires upscale', 'ENSD'")
+    assert err.startswith("sdexp: error: the PNG's parameters hold keys sdexp cannot reproduce: 'Hires sampler', 'ENSD'")
     assert len(err.strip().splitlines()) == 1 and not out.exists()
     assert main([str(png), f"--out={out}", "--allow-unknown"]) == 0
     assert "sdexp: warning:" in capsys.readouterr().out and len(sdexp.load_rows(out)) == 1

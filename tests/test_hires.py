@@ -131,6 +131,7 @@ def test_sweep_denoises_each_first_pass_once(sweep):
     assert s["unet_evaluations_per_cell_loop"] == 8 * 2 * 2 + 4 * (1 * 2) + 4 * (2 * 2)
 
 
+@pytest.mark.slow
 def test_every_image_of_the_sweep_equals_its_reference(sweep, reference):
     import sdexp
 

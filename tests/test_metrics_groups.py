@@ -106,8 +106,8 @@ def test_kid_per_cell_matches_torch_fidelity(env):
     assert len(kid) == 4 and (kid.subset_size == 2).all()           # adapted: min(1000, N=2, N_ref=4)
     assert kid.warning.str.contains("subset size 2").all()
     for _, r in kid.iterrows():
-        x = np.stack([feats[i] for i in rows[rows.cell_id == r.cell_id].image_id]).astype(np.float32)
-        theirs = kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(ref.astype(np.float32)),
+        x = np.stack([feats[i] for i in rows[rows.cell_id == r.cell_id].image_id]).astype(np.float64)
+        theirs = kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(ref.astype(np.float64)),
                                         kid_subsets=100, kid_subset_size=2, rng_seed=2020, verbose=False,
                                         kid_kernel="poly", kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
                                         kid_kernel_poly_coef0=1)[KEY_METRIC_KID_MEAN]

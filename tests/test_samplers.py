@@ -162,7 +162,7 @@ EXPECTED = {  # A1111 name -> diffusers class and flags (PLATFORM.md's sampler t
     "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
     "DPM++ SDE": ("DPMSolverSDEScheduler", {}),
     "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
-    "DEIS": ("DEISMultistepScheduler", {}),
+    "DEIS": ("DEISMultistepScheduler", {"algorithm_type": "deis"}),
     "DDPM": ("DDPMScheduler", {}),
 }
 

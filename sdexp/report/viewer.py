@@ -62,6 +62,11 @@ def _num(v):
     return None if math.isnan(f) or math.isinf(f) else round(f, ROUND)
 
 
+def _text(v) -> str:
+    """A text cell of a table: missing (None or NaN) is the empty string."""
+    return v if isinstance(v, str) else ""
+
+
 def _js(name: str, *args) -> bytes:
     body = ",".join(json.dumps(a, separators=(",", ":"), allow_nan=False) for a in args)
     return f"{name}({body});\n".encode()
@@ -126,7 +131,7 @@ def _group_metric_entries(groups: pd.DataFrame | None, cell_index: dict) -> list
             i = cell_index.get(r.get("cell_id"))
             if i is not None and _num(r.get("value")) is not None:
                 cells[str(i)] = [_num(r.get("value")), _num(r.get("ci_low")), _num(r.get("ci_high")),
-                                 int(r["n"]) if _num(r.get("n")) is not None else None, r.get("warning") or ""]
+                                 int(r["n"]) if _num(r.get("n")) is not None else None, _text(r.get("warning"))]
         if cells:
             ref = sel["reference"].dropna() if "reference" in sel.columns else pd.Series([], dtype=object)
             out.append({"name": info.name, "label": info.display_name, "short": info.short or info.display_name,

@@ -39,6 +39,7 @@ def test_in_job_lists_plan_like_the_multirun(tmp_path):
     assert "x=cfg y=sampler z=clip_skip" in lists.stdout and "x=cfg y=sampler z=clip_skip" in jobs.stdout
 
 
+@pytest.mark.slow
 def test_typos_and_seeds_outside_the_sweep_fail_with_one_line(tmp_path):
     root = f"results_root={tmp_path / 'r'}"
     typo = run_cli(["-m", "+samplr=euler", root], cwd=tmp_path, check=False)
@@ -49,3 +50,19 @@ def test_typos_and_seeds_outside_the_sweep_fail_with_one_line(tmp_path):
     inf = run_cli(["cfg=inf", root], cwd=tmp_path, check=False)
     assert inf.returncode == 2 and "cfg=inf must be a finite number" in inf.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_argv_is_prepared_before_hydra_sees_it():
+    """The same preparation the console script applies, in-process: a prompt with commas stays one
+    prompt, a spaced A1111 range is quoted for Hydra, a comma list without -m is one in-job list, and a
+    typo fails with a suggestion."""
+    from sdexp.axes import ConfigError
+    from sdexp.overrides import prepare
+
+    out = prepare(["prompt=masterpiece, best quality, a cat", "steps=10-30 (+10)", "cfg=3,7", "sampler=euler"])
+    assert out[0] == "prompt='masterpiece, best quality, a cat'"
+    assert out[1] == "steps='10-30 (+10)'" and out[2] == "cfg='3,7'" and out[3] == "sampler=euler"
+    assert prepare(["-m", "cfg=3,7"])[1] == "cfg=3,7"                # with -m: Hydra's sweep, one job per value
+    with pytest.raises(ConfigError) as err:
+        prepare(["-m", "+samplr=euler"])
+    assert "samplr is not a config key; did you mean sampler?" in str(err.value)

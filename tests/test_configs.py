@@ -33,7 +33,11 @@ def _sweep_jobs(cfg_with_hydra) -> list[list[str]]:
     return [list(job) for job in itertools.product(*values)]
 
 
-@pytest.mark.parametrize("name", SWEEPS)
+# the samplers sweep plans every sampler (about a minute); tests/test_launcher_compose.py composes it by default
+PLANNED = [pytest.param(n, marks=pytest.mark.slow) if n == "samplers" else n for n in SWEEPS]
+
+
+@pytest.mark.parametrize("name", PLANNED)
 def test_sweep_file_composes_and_plans(name, compose_cfg):
     cfg = compose_cfg([f"sweep={name}"], return_hydra_config=True)
     jobs = _sweep_jobs(cfg)

@@ -198,6 +198,7 @@ def test_many_random_override_sets(seed, hydra_app):
     check_jobs(hydra_app, master_config(hydra_app), random_jobs(seed, 60))
 
 
+@pytest.mark.slow
 def test_random_override_sets_with_hydra_node(hydra_app):
     """The whole job config, hydra node included (overrides.task, override_dirname, choices, id, num),
     as Hydra's launchers give it to a job; hydra overrides are composed by Hydra."""

@@ -70,6 +70,7 @@ def test_weights_switch_in_place_and_weight_zero_is_the_base_model(files):
     assert max_diff(next(iter(again.values())), base) <= 1
 
 
+@pytest.mark.slow
 def test_text_encodings_are_shared_unless_the_lora_touches_the_text_encoder(files, monkeypatch):
     encoded = []
     real = sdexp.render.encode_prompts
@@ -112,6 +113,7 @@ def test_rows_metadata_and_grid_name_the_lora_as_a1111_does(files, compose_cfg):
     assert [g.name for g in out["grids"]] == ["grid-lora-x-lora_weight-y.png"]
 
 
+@pytest.mark.slow
 def test_extra_loras_stack_under_every_value_of_the_lora_axis(files, compose_cfg):
     """extra_loras (name -> weight) apply to every cell, stacked with the swept LoRA, as diffusers'
     set_adapters with both; rows and PNGs name both."""

@@ -38,6 +38,10 @@ CFG = 7.5
 PROMPT = "a photo of a cat"
 NEGATIVE = "blurry"
 ALIASES = [s.alias for s in SAMPLERS]
+# batched-vs-single renders of the newer samplers (same schedulers as older ones with other flags) run
+# under make test-all; their single renders against the pipeline stay in the default run
+NEWER = {"dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde", "dpmpp_sde", "plms", "deis", "ddpm"}
+BATCHED = [pytest.param(a, marks=pytest.mark.slow) if a in NEWER else a for a in ALIASES]
 
 # Batched vs single renders: the UNet's floating-point reduction order depends on batch size, so a
 # sample rendered inside a batch differs from its single render by ~1e-4 relative (PLATFORM.md).
@@ -208,7 +212,7 @@ def test_unknown_sampler_lists_valid_names():
 BATCH = list(itertools.product((1, 2, 3), (3.0, 7.5)))
 
 
-@pytest.mark.parametrize("alias", ALIASES)
+@pytest.mark.parametrize("alias", BATCHED)
 def test_batched_render_matches_single_renders(sd, singles, alias):
     seeds, cfgs = [b[0] for b in BATCH], [b[1] for b in BATCH]
     latents = sdexp_latents(sd, alias, seeds, cfgs)

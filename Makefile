@@ -18,11 +18,17 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/sdexp -m sweep=demo
 
+# The suite runs in one pytest worker per core (pytest-xdist), each test file on one worker so its
+# module fixtures are built once, and torch on one thread per worker: two torch processes with two
+# threads each on two cores spin against each other and run many times slower.
+WORKERS ?= auto
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(WORKERS) --dist loadfile
+
 test: install
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-all: install
-	$(PY) -m pytest -q -m ''
+	$(PYTEST) -m ''
 
 clean:
 	rm -rf $(VENV) *.egg-info

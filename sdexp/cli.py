@@ -42,11 +42,14 @@ def interrupted(cfgs: list[DictConfig]) -> None:
 
 
 def run_jobs(cfgs: list[DictConfig], override_keys: list[str], single_job_of_multirun: bool = False) -> dict:
+    from .preflight import checked_plan
     from .store import RUNTIME_FAULTS
-    from .sweep import run_sweep
 
     try:
-        return run_sweep(cfgs, override_keys, single_job_of_multirun=single_job_of_multirun)
+        plan = checked_plan(cfgs, override_keys, single_job_of_multirun)
+        from .sweep import run_sweep          # the rendering libraries load only for input known good
+
+        return run_sweep(cfgs, override_keys, single_job_of_multirun=single_job_of_multirun, plan=plan)
     except ConfigError as e:
         fail(str(e))
     except KeyboardInterrupt:

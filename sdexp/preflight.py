@@ -158,3 +158,14 @@ def _unreachable(repo: str) -> str | None:
     except Exception as e:  # connection errors, timeouts, 404s and auth errors all mean: cannot fetch
         return f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else 'no answer'}"
     return None
+
+
+def checked_plan(cfgs, override_keys=(), single_job_of_multirun: bool = False):
+    """The plan with its inputs checked: every ConfigError a user can cause, raised before anything
+    loads or any file changes. Imports no rendering library, so the console script reports bad
+    input before it imports diffusers."""
+    from .plan import make_plan
+
+    plan = make_plan(cfgs, override_keys, check_grid=not single_job_of_multirun)
+    check_inputs(plan)                # results folder, whole weight files, hub ids, files changed since stored
+    return plan

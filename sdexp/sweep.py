@@ -18,13 +18,13 @@ from .estimates import read_groups
 from .grid import DEFAULT_MAX_PIXELS, GridPage, render_grids
 from .models import ModelCache
 from .axes import swept_columns
-from .plan import Plan, grid_axes, make_plan
+from .plan import Plan, grid_axes
 from .render import render
 from .report import build_report
 from .store import Store
 from .compact import compact_if_needed
 from .verify import quick_repair
-from .preflight import check_inputs
+from .preflight import checked_plan
 
 
 def quiet_libraries() -> None:
@@ -156,10 +156,10 @@ def make_grids(plan: Plan, store: Store, rows: pd.DataFrame, groups: pd.DataFram
 
 
 def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_of_multirun: bool = False,
-              log=print) -> dict:
-    """Plan (failing before anything loads or any file changes), render, store, and grid."""
-    plan = make_plan(cfgs, override_keys, check_grid=not single_job_of_multirun)
-    check_inputs(plan)                # results folder, whole weight files, hub ids, files changed since stored
+              log=print, plan: Plan | None = None) -> dict:
+    """Plan (failing before anything loads or any file changes), render, store, and grid. A caller that
+    has already made `checked_plan(cfgs, ...)` passes it as `plan`."""
+    plan = plan or checked_plan(cfgs, override_keys, single_job_of_multirun)
     store = Store(plan.folder)
     if plan.dry_run:
         history = store.load_rows()

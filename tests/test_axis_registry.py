@@ -58,9 +58,9 @@ BAD = {"model": "nope", "vae": "/missing/vae.safetensors", "lora": "nope", "embe
        "prompt_sr": "[zebra,dog]"}
 SAME_ON_CPU = {"rng"}              # rng=gpu draws on the render device: the CPU here
 BATTERY = [a for a in AXES if a not in ("prompt_sr",)]
-# the default run renders one axis per level the engine shares work at (trajectory, batch noise,
-# decode); `make test-all` renders every axis
-QUICK = {"cfg", "subseed_strength", "vae"}
+# the default run renders a trajectory-level and a batch-noise-level axis (the decode level, VAEs
+# sharing one denoise, is test_engine's and test_samplers'); `make test-all` renders every axis
+QUICK = {"cfg", "subseed_strength"}
 RENDERED = [a if a in QUICK else pytest.param(a, marks=pytest.mark.slow) for a in BATTERY]
 PIXEL_TOL = 2                      # batched vs solo renders (PLATFORM.md: reduction order)
 
@@ -156,8 +156,7 @@ def test_labels_and_infotext_keys():
     for a in REGISTRY:
         assert a.label and a.arrow in ("string", "int64", "float64")
     assert BY_NAME["cfg"].label == "CFG scale" and BY_NAME["schedule"].infotext == "Schedule type"
-
-
+@pytest.mark.slow
 def test_row_columns_have_their_declared_types(compose_cfg, tmp_path, files, monkeypatch):
     from sdexp.sweep import run_sweep
 

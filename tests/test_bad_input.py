@@ -3,6 +3,8 @@ and leaves results/ exactly as it was."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 from hydra.errors import HydraException
@@ -11,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 import sdexp.models
 from sdexp.plan import ConfigError
 from sdexp.sweep import run_sweep
-from helpers import run_cli, tree_state
+from helpers import tree_state
 
 # (overrides, fragments every one of which the message must contain)
 CASES = [
@@ -183,9 +185,19 @@ def test_grid_axis_of_a_multirun_must_be_swept(compose_cfg, no_model_loads):
     assert "grid.x='sampler'" in str(err.value) and "valid: cfg" in str(err.value)
 
 
+# the console script's main(), and after it whether the rendering libraries were imported
+MAIN_THEN_MODULES = ("import sys\nfrom sdexp.cli import main\nsys.argv = ['sdexp', *sys.argv[1:]]\n"
+                     "try:\n    main()\nfinally:\n"
+                     "    print('imported:', 'diffusers' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)")
+
+
 def test_cli_prints_one_clear_error_and_exits_2(tmp_path):
-    proc = run_cli(["sampler=foo", "clip_skip=99", f"results_root={tmp_path / 'r'}"], cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    assert "sdexp: error: sampler='foo'" in proc.stderr and "clip_skip=99" in proc.stderr
+    """The error comes before the rendering libraries are even imported (seconds, not a minute)."""
+    proc = subprocess.run([sys.executable, "-c", MAIN_THEN_MODULES, "sampler=foo", "clip_skip=99",
+                           f"results_root={tmp_path / 'r'}"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("sdexp: error: sampler='foo'") and "clip_skip=99" in proc.stderr
+    assert lines[-1] == "imported: False False"
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()

@@ -41,7 +41,7 @@ def test_each_format_reads_to_its_vectors(files, fmt):
         assert torch.equal(tensors["clip_l"], files["vectors"])
 
 
-@pytest.mark.parametrize("fmt", ["a1111_pt", "diffusers"])
+@pytest.mark.parametrize("fmt", ["a1111_pt", pytest.param("diffusers", marks=pytest.mark.slow)])
 def test_embedding_render_equals_diffusers_pipeline_with_the_same_embedding(files, fmt):
     spec = EmbeddingSpec(fmt, str(files[fmt]), TOKEN)
     c = cell(prompt=PROMPT, embedding=spec, embedding_token=TOKEN, steps=STEPS)
@@ -85,8 +85,7 @@ def test_a_pickled_embedding_is_read_with_weights_only(files, tmp_path, compose_
     with pytest.raises(ConfigError) as err:
         make_plan([cfg])
     assert "embedding='evil'" in str(err.value) and "cannot read" in str(err.value)
-
-
+@pytest.mark.slow
 def test_rows_metadata_and_grid_name_the_embedding(files, compose_cfg):
     cfgs = [compose_cfg(["name=emb", "steps=2", f"prompt='{PROMPT}'", f"+embeddings.styleB={files['a1111_st']}",
                          f"embedding={e}", "run.progress=false"]) for e in ("none", "styleB")]

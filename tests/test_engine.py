@@ -41,10 +41,12 @@ def test_each_model_loads_once_whatever_the_cell_order(tiny_file):
     items = [i for batch in render(cells, cache, batch_size=8, device=CPU, dtype=F32) for i in batch]
     assert cache.loads == 2
     assert len(items) == len(cells)
-    # the single-file copy holds the same weights: the same pixels
-    by = {(i["cell"].model.name, i["cell"].seed): i["array"] for i in items}
+    # the single-file copy holds the same weights: the same pixels within 1/255 (identical with two torch
+    # threads; up to 1/255 apart seen with one, as make test runs)
+    by = {(i["cell"].model.name, i["cell"].seed): i["array"].astype(int) for i in items}
     for s in range(3):
-        assert np.array_equal(by[("tiny", s)], by[("tiny-file", s)])
+        assert np.abs(by[("tiny", s)] - by[("tiny-file", s)]).max() <= 1
+    assert np.abs(by[("tiny", 0)] - by[("tiny", 1)]).max() > 8            # the seeds drew different images
 
 
 def test_vaes_share_one_trajectory_and_batches_mix_seeds_prompts_and_cfg():
@@ -113,8 +115,7 @@ def test_dry_run_counts_work_and_renders_nothing(compose_cfg, tmp_path):
     again = run_sweep(cfgs, ["vae", "cfg"], log=lambda *a: None)["summary"]
     assert again["stored"] == 4 and again["to_render"] == 12
     assert again["estimate_seconds"] is not None and again["estimate_seconds"] > 0
-
-
+@pytest.mark.slow
 def test_vae_from_a_single_file_and_a_folder_decode_like_the_builtin(tmp_path):
     from diffusers import AutoencoderKL
 

@@ -28,7 +28,7 @@ def init_dir(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("sampler,strength", [("Euler a", 0.5), ("DDIM", 0.75), ("DPM++ 2M Karras", 1.0)])
+@pytest.mark.parametrize("sampler,strength", [("Euler a", 0.5), *(pytest.param(*p, marks=pytest.mark.slow) for p in [("DDIM", 0.75), ("DPM++ 2M Karras", 1.0)])])
 def test_img2img_equals_diffusers_img2img_pipeline(init_dir, sampler, strength):
     from diffusers import StableDiffusionImg2ImgPipeline
 
@@ -58,8 +58,7 @@ def test_strength_and_init_image_change_the_image_and_batches_match_single_rende
     assert mean_diff(noise[0.3], noise[0.9]) > 1 and mean_diff(noise[0.3], ramp) > 1
     assert ramp.shape == (64, 64, 3)                                       # resized to the cell's size
     assert steps_run(6, 0.3) == 1 and steps_run(6, 1.0) == 6 and steps_run(20, 0.75) == 15
-
-
+@pytest.mark.slow
 def test_each_vae_encodes_its_own_init_image(init_dir):
     init = init_images(str(init_dir / "noise.png"))[0]
     alt = VaeSpec("tiny_alt", "tiny_alt")
@@ -76,8 +75,7 @@ def test_each_vae_encodes_its_own_init_image(init_dir):
                num_inference_steps=STEPS, guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(0),
                output_type="np").images[0]
     assert max_diff(images[cells[1]], as_uint8(ref)) <= 1
-
-
+@pytest.mark.slow
 def test_rows_and_metadata_record_init_image_and_strength(init_dir, compose_cfg):
     from sdexp.hashing import file_sha256
 

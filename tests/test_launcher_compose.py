@@ -27,7 +27,9 @@ from sdexp.hydra_setup import register_all
 from sdexp.paths import CONF_DIR, SWEEPS_DIR
 
 GROUP_OPTIONS = [(g.name, f.stem) for g in sorted(CONF_DIR.iterdir()) if g.is_dir() for f in sorted(g.glob("*.yaml"))]
-SWEEPS = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+# the samplers sweep (20 samplers, the largest file) composes under make test-all
+SWEEPS = [pytest.param(n, marks=pytest.mark.slow) if n == "samplers" else n
+          for n in sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))]
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +189,8 @@ def random_jobs(seed: int, n: int) -> list[list[str]]:
     return jobs
 
 
-@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2))])
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_override_sets(seed, hydra_app):
     check_jobs(hydra_app, master_config(hydra_app), random_jobs(seed, 25))
 

@@ -49,8 +49,7 @@ def test_lcm_distilled_checkpoint_embeds_guidance_like_diffusers(lcm_folder):
     ref = pipe(prompt="a cat", num_inference_steps=STEPS, guidance_scale=8.0, height=64, width=64,
                generator=torch.Generator("cpu").manual_seed(0), output_type="np").images[0]
     assert max_diff(images[cells[1]], as_uint8(ref)) <= 1
-
-
+@pytest.mark.slow
 def test_lcm_lora_is_a_lora_with_the_lcm_sampler(tmp_path):
     path = write_kohya_lora(tmp_path / "lcm-lora.safetensors", tiny_pipeline(), text_encoder=False, seed=11)
     model = ModelSpec("tiny", "tiny")
@@ -60,6 +59,7 @@ def test_lcm_lora_is_a_lora_with_the_lcm_sampler(tmp_path):
     assert mean_diff(images[cells[0]], images[cells[1]]) > 1
 
 
+@pytest.mark.slow
 def test_lcm_is_one_value_of_a_sampler_axis_with_its_lora_steps_and_cfg(tmp_path, compose_cfg):
     """sampler=euler_a,lcm with lcm.lora/steps/cfg: LCM cells get the LCM-LoRA at weight 1, their own
     steps and CFG, and the grid has one axis (sampler), not steps and CFG as well."""
@@ -92,6 +92,7 @@ def test_lcm_is_one_value_of_a_sampler_axis_with_its_lora_steps_and_cfg(tmp_path
     assert max_diff(image, __import__("numpy").asarray(Image.open(out["folder"] / rows.loc["LCM", "image_path"]))) <= 1
 
 
+@pytest.mark.slow
 def test_a_lora_stacks_with_the_lcm_lora_as_diffusers_does(tmp_path):
     pipe = tiny_pipeline()
     style = write_kohya_lora(tmp_path / "style.safetensors", pipe, seed=2)

@@ -35,7 +35,7 @@ def spec(files, key) -> LoraSpec:
     return LoraSpec(key, str(files[key]))
 
 
-@pytest.mark.parametrize("layout", ["kohya", "diffusers"])
+@pytest.mark.parametrize("layout", ["kohya", pytest.param("diffusers", marks=pytest.mark.slow)])
 def test_lora_render_equals_diffusers_pipeline_with_the_same_adapter(files, layout):
     c = cell(lora=spec(files, layout), lora_weight=0.7, steps=STEPS)
     ours = render_cells([c])[c]
@@ -50,8 +50,7 @@ def test_lora_render_equals_diffusers_pipeline_with_the_same_adapter(files, layo
 
     base = render_cells([cell(steps=STEPS)])
     assert mean_diff(ours, next(iter(base.values()))) > 2, "the LoRA did not change the image"
-
-
+@pytest.mark.slow
 def test_weights_switch_in_place_and_weight_zero_is_the_base_model(files):
     cache = ModelCache(1)
     loras = [spec(files, "kohya"), spec(files, "diffusers")]
@@ -95,6 +94,7 @@ def addnet_reference(path) -> str:
     return hashlib.sha256(data[8 + n:]).hexdigest()
 
 
+@pytest.mark.slow
 def test_rows_metadata_and_grid_name_the_lora_as_a1111_does(files, compose_cfg):
     cfgs = [compose_cfg(["name=lora", "steps=2", "prompts=single", f"+loras.styleA={files['kohya']}",
                          f"lora={lora}", f"lora_weight={w}", "run.progress=false"])

@@ -205,6 +205,7 @@ def test_rescoring_twice_gives_identical_tables(env):
                                   "feature_extractor"]).any()
 
 
+@pytest.mark.slow
 def test_force_recomputes_features_in_place(env, capsys):
     folder = env["folder"]
     base = sdexp.load_rows(folder).cell_id.min()

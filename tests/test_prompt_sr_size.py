@@ -1,6 +1,7 @@
 """Prompt S/R (A1111's search/replace axis) and the size axis: cells, rows, grids and metadata."""
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from sdexp.metadata import parse_a1111_parameters
@@ -16,8 +17,7 @@ def test_search_replace_replaces_in_prompt_and_negative_and_keeps_the_first_valu
                     ("dog", "a cat on a mat", "a dog on a mat", "ugly dog"),
                     ("dog", "two cats", "two dogs", "ugly dog")]
     assert search_replace(None, ["a"], "n") == [(None, "a", "a", "n")]
-
-
+@pytest.mark.slow
 def test_prompt_sr_is_one_axis_and_the_grid_groups_by_the_prompt_before_replacement(compose_cfg):
     cfg = compose_cfg(["name=sr", "steps=2", "prompts=default", "prompt_sr=[painting,photo,sketch]",
                        "seed=[0,1]", "run.progress=false", "prompts.items=['a painting of a fox','a painting of a lake']"])

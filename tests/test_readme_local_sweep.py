@@ -46,6 +46,7 @@ def models(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_readme_local_files_sweep_runs_as_written(models, tmp_path):
     args = []
     for arg in readme_command():

@@ -104,6 +104,7 @@ def test_report_in_headless_chromium(report_sweep, browser, tmp_path):
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_console_errors_are_caught(browser, tmp_path):
     """The check above can fail: a page with a broken image and a script error is reported."""
     bad = tmp_path / "bad.html"

@@ -36,8 +36,7 @@ def test_pixel_difference_is_measured_not_assumed():
     assert pixel_difference(a, a) == {"same_size": True, "max": 0, "mean": 0.0, "equal": True}
     assert pixel_difference(a, b)["max"] == 7 and not pixel_difference(a, b)["equal"]
     assert pixel_difference(a, np.zeros((2, 2, 3), np.uint8))["same_size"] is False
-
-
+@pytest.mark.slow
 def test_from_an_image_id_with_its_batch_is_byte_identical(results, capsys):
     rows = sdexp.load_rows(results / "rep")
     row = rows.sort_values("batch_index").iloc[3]

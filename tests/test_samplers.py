@@ -38,10 +38,13 @@ CFG = 7.5
 PROMPT = "a photo of a cat"
 NEGATIVE = "blurry"
 ALIASES = [s.alias for s in SAMPLERS]
-# batched-vs-single renders of the newer samplers (same schedulers as older ones with other flags) run
-# under make test-all; their single renders against the pipeline stay in the default run
-NEWER = {"dpmpp_2m_sde", "dpmpp_2m_sde_heun", "dpmpp_3m_sde", "dpmpp_sde", "plms", "deis", "ddpm"}
-BATCHED = [pytest.param(a, marks=pytest.mark.slow) if a in NEWER else a for a in ALIASES]
+# The default run renders batched-vs-single for one ancestral and one SDE sampler (the two ways a sample
+# draws its own noise) and every single render against the pipeline but the two slowest second-order
+# ones; make test-all renders all of them.
+BATCHED_DEFAULT = {"euler_a", "dpmpp_2m_sde_karras"}
+SINGLE_SLOW = {"dpm2", "dpm2_a"}
+BATCHED = [a if a in BATCHED_DEFAULT else pytest.param(a, marks=pytest.mark.slow) for a in ALIASES]
+SINGLES = [pytest.param(a, marks=pytest.mark.slow) if a in SINGLE_SLOW else a for a in ALIASES]
 
 # Batched vs single renders: the UNet's floating-point reduction order depends on batch size, so a
 # sample rendered inside a batch differs from its single render by ~1e-4 relative (PLATFORM.md).
@@ -134,7 +137,7 @@ def singles(sd):
 
 # (a) one image alone equals the pipeline's image
 
-@pytest.mark.parametrize("alias", ALIASES)
+@pytest.mark.parametrize("alias", SINGLES)
 def test_single_render_matches_pipeline(sd, singles, alias):
     _, image = singles(alias, SEED, CFG)
     reference = pipeline_image(sd, alias, SEED, CFG)
@@ -279,9 +282,14 @@ def test_engine_renders_every_sampler(sd, singles):
             (str(STEPS), str(SEED), "7.5", f"{SIZE}x{SIZE}", "1")
         assert np.array_equal(np.asarray(reread.convert("RGB")), item["array"])
 
+    # DDPM's posterior step and Euler a's ancestral step draw the same noise and nearly coincide: on the
+    # tiny model at 5 steps their 8-bit images can be identical (seen with one torch thread); their
+    # pipelines are compared one by one above
+    same_family = {frozenset({"Euler a", "DDPM"})}
     arrays = [by_cell[cell(s.name)]["array"] for s in SAMPLERS]
     for a, b in itertools.combinations(range(len(arrays)), 2):
-        assert max_diff(arrays[a], arrays[b]) > 0, (SAMPLERS[a].name, SAMPLERS[b].name)
+        if frozenset({SAMPLERS[a].name, SAMPLERS[b].name}) not in same_family:
+            assert max_diff(arrays[a], arrays[b]) > 0, (SAMPLERS[a].name, SAMPLERS[b].name)
 
     alt = by_cell[cell("Euler a", alt_vae)]
     assert max_diff(alt["array"], pipeline_image(sd, "euler_a", SEED, CFG, vae=sd.alt_vae)) == 0

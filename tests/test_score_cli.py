@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import sdexp
+from sdexp.axes import AXES
 from sdexp.metrics.fid import save_npz
 from sdexp.metrics.registry import METRICS
 from sdexp.metrics.tables import GROUP_SCHEMA
@@ -18,12 +19,11 @@ from sdexp.score import main
 from helpers import run_cli, tree_state
 from metrics_helpers import copy_scored, copy_sweep, random_inception, reference_folder
 
-GROUP_COLUMNS = ["sweep", "metric", "statistic", "grouping", "group", "cell_id", "model", "vae", "lora", "lora_weight",
-                 "embedding", "sampler", "steps", "cfg", "clip_skip", "init_image", "strength", "prompt_sr", "seed",
-                 "prompt", "negative_prompt", "width", "height", "size", "value", "ci_low",
-                 "ci_high", "std", "confidence", "n", "n_reference", "reference", "reference_kind", "reference_hash",
-                 "feature_extractor", "resize", "subset_size", "implementation", "implementation_version",
-                 "sdexp_version", "warning"]
+# The groups table: its own keys, then one column per axis of the registry, then the statistic.
+GROUP_COLUMNS = (["sweep", "metric", "statistic", "grouping", "group", "cell_id"] + list(AXES)
+                 + ["value", "ci_low", "ci_high", "std", "confidence", "n", "n_reference", "reference",
+                    "reference_kind", "reference_hash", "feature_extractor", "resize", "subset_size",
+                    "implementation", "implementation_version", "sdexp_version", "warning"])
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def files(folder) -> dict[str, str]:
             for sub in ("groups", "image_metrics") for p in sorted((folder / sub).glob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_score_a_sweep_against_a_reference_folder(ref, weights, tmp_path_factory, tmp_path):
     """README: `sdexp score results/NAME metrics=[clip_score,fid,kid] reference=FOLDER`, then load_groups.
     (The sweep's Inception features were extracted by an earlier score, metrics_helpers.scored_sweep.)"""
@@ -204,6 +205,7 @@ def test_missing_weights_in_the_default_place(sweep, ref, tmp_path, monkeypatch,
     assert tree_state(sweep.parent) == before and not (tmp_path / "torch").exists()
 
 
+@pytest.mark.slow
 def test_cli_error_exit_code_and_help(sweep, tmp_path):
     proc = run_cli(["score", str(sweep), "metrics=[fidd]"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "sdexp: error: metrics=[fidd]: unknown metric 'fidd'" in proc.stderr

@@ -98,8 +98,7 @@ def test_tiny_sdxl_loads_through_load_model():
     assert ids[-1] == 49407 and ids_2[-1] == 0
     assert model.pipe.config.force_zeros_for_empty_prompt
     assert model.hash and model.vae_hash
-
-
+@pytest.mark.slow
 def test_float16_keeps_the_sdxl_vae_in_float32():
     """As diffusers upcasts an SDXL VAE (force_upcast) to decode; everything else is float16."""
     model = models.load_model(ModelSpec("tiny_sdxl", "tiny_sdxl"), CPU, torch.float16)
@@ -247,8 +246,7 @@ def test_render_without_guidance_matches_pipeline_non_square(pipe, base_config):
     # the size ids in the other order give other latents, so the match above checks the order
     swapped = sdexp_latents(pipe, base_config, [PROMPT], [NEGATIVE], [SEED], [1.0], 96, 64, size_ids=(64, 96))
     assert rel_diff(swapped, reference_latents) > EFFECT_RTOL
-
-
+@pytest.mark.slow
 def test_batched_render_matches_single_renders(pipe, base_config):
     """Two prompts (so two pooled embeddings) with two guidance scales in one batch: each sample keeps
     its own added conditions."""
@@ -325,8 +323,7 @@ def test_sdxl_checkpoint_is_in_original_layout(sdxl_checkpoint):
     assert tensors[open_clip + "transformer.resblocks.5.attn.in_proj_weight"].shape == (3 * hidden, hidden)
     assert open_clip + "positional_embedding" in tensors and open_clip + "ln_final.weight" in tensors
     assert single_file.SDXL_CLIP_PREFIX + "text_model.final_layer_norm.weight" in tensors
-
-
+@pytest.mark.slow
 def test_sdxl_single_file_round_trip(pipe, sdxl_checkpoint, tmp_path):
     skeleton = configs_only(tiny_sdxl.tiny_sdxl_folder(), tmp_path / "skeleton")
     model = models.load_model(ModelSpec("file", str(sdxl_checkpoint), skeleton=str(skeleton)), CPU, torch.float32)
@@ -336,8 +333,7 @@ def test_sdxl_single_file_round_trip(pipe, sdxl_checkpoint, tmp_path):
         assert expected.keys() == actual.keys(), name
         assert all(torch.equal(expected[k], actual[k]) for k in expected), name
     assert model.tokenizer_2.pad_token == "!"
-
-
+@pytest.mark.slow
 def test_shipped_sdxl_skeleton(tmp_path, monkeypatch):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
@@ -410,6 +406,7 @@ def test_engine_renders_sdxl_like_the_pipeline_from_prompts(pipe, base_config):
         assert max_diff(images[c], (ref * 255).round().astype("uint8")) <= PIPELINE_PIXEL_TOL
 
 
+@pytest.mark.slow
 def test_sdxl_takes_a_diffusers_lora_and_refuses_an_sd1_embedding(pipe, base_config, tmp_path):
     from adapter_files import embedding_vectors, write_a1111_safetensors, write_diffusers_lora
     from render_helpers import render_cells
@@ -436,8 +433,7 @@ def test_sdxl_takes_a_diffusers_lora_and_refuses_an_sd1_embedding(pipe, base_con
 
     with pytest.raises(ValueError, match=r"embedding='sd1'.*width \(32,\).*\(32, 48\).*SDXL embedding"):
         check_embedding_fits(emb, read_embedding(emb), spec)
-
-
+@pytest.mark.slow
 def test_checkpoint_axis_detects_an_sdxl_file_and_its_size(sdxl_checkpoint, compose_cfg):
     """`checkpoint=<SDXL file>` needs no model.skeleton: the file's tensor names say SDXL, and an
     SDXL checkpoint defaults to 1024x1024 unless width, height or size are given."""
@@ -461,6 +457,7 @@ def fresh_pipe(cls_name="StableDiffusionXLPipeline"):
     return p
 
 
+@pytest.mark.slow
 def test_sdxl_embedding_acts_in_both_encoders_like_diffusers(tmp_path):
     """An SDXL embedding (clip_l and clip_g vectors) through the engine equals diffusers' pipeline
     with the same vectors loaded into both text encoders."""
@@ -492,8 +489,7 @@ def test_sdxl_embedding_acts_in_both_encoders_like_diffusers(tmp_path):
     ref = ref_pipe(prompt=prompt, num_inference_steps=STEPS, guidance_scale=CFG, height=SIZE, width=SIZE,
                    generator=torch.Generator("cpu").manual_seed(SEED), output_type="np").images[0]
     assert max_diff(images[cells[0]], (ref * 255).round().astype("uint8")) <= PIPELINE_PIXEL_TOL
-
-
+@pytest.mark.slow
 def test_sdxl_img2img_equals_diffusers_sdxl_img2img(tmp_path):
     from PIL import Image
 

@@ -41,8 +41,7 @@ def sweep(root, name, *overrides):
     run_cli(["-m", "model=shapes", "scorer=shapes", f"prompts.file={prompts}", "seed=[0,1]", "sampler=euler_a",
              *overrides, f"results_root={root / 'results'}", f"name={name}"], cwd=root)
     return root / "results" / name
-
-
+@pytest.mark.slow
 def test_cfg_7_beats_cfg_1_on_judge_and_clip_score(tmp_path):
     folder = sweep(tmp_path, "cfg", "cfg=1,7", "steps=20")
     run_cli(["score", str(folder), "metrics=[clip_score,shapes_judge]", "reference=group:cfg=1", "group_by=[cfg]",

@@ -68,8 +68,7 @@ def test_checkpoint_is_in_original_layout(checkpoint):
     assert "first_stage_model.decoder.up.3.upsample.conv.weight" in tensors
     assert tensors["first_stage_model.decoder.mid.attn_1.q.weight"].shape == (64, 64, 1, 1)
     assert "cond_stage_model.transformer.text_model.final_layer_norm.weight" in tensors
-
-
+@pytest.mark.slow
 def test_pipeline_round_trip(pipe, checkpoint, skeleton):
     loaded = single_file.load_pipeline_file(checkpoint, skeleton=str(skeleton))
     for name in ("unet", "vae", "text_encoder"):

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 import sdexp
@@ -19,6 +20,7 @@ SCHEMA = ["sweep", "cell_id", "image_id", "model", "model_source", "model_hash",
           "torch_version", "diffusers_version", "transformers_version", "sdexp_version", "created_at"]
 
 
+@pytest.mark.slow
 def test_multirun_renders_the_whole_grid(tmp_path):
     root = tmp_path / "results"
     proc = run_cli(["-m", "model=tiny", "vae=tiny,tiny_alt", "clip_skip=1,2", "sampler=euler_a,dpmpp_2m_karras",
@@ -53,6 +55,7 @@ def test_multirun_renders_the_whole_grid(tmp_path):
     assert len(sdexp.load_rows(root / "e2e")) == len(df)
 
 
+@pytest.mark.slow
 def test_sweep_file_from_another_directory(tmp_path):
     """sweep=demo resolves by absolute path; command-line values override the sweep's grid."""
     work = tmp_path / "elsewhere"
@@ -72,6 +75,7 @@ def test_basic_launcher_one_job_per_cell(tmp_path):
     assert list((root / "basic" / "grids").glob("*.png"))
 
 
+@pytest.mark.slow
 def test_seed_list_and_random_seed(tmp_path):
     root = tmp_path / "results"
     run_cli(["seed=[5,9]", "steps=2", "prompts=single", f"results_root={root}", "name=seeds"], cwd=tmp_path)
@@ -87,6 +91,7 @@ def _part_files(folder):
     return list((folder / "rows").glob("part-*.parquet")) if (folder / "rows").is_dir() else []
 
 
+@pytest.mark.slow
 def test_resume_after_kill(tmp_path):
     root = tmp_path / "results"
     args = ["-m", "vae=tiny,tiny_alt", "cfg=3,7", "seed=range(0,6)", "steps=12", "run.batch_size=2",

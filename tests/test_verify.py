@@ -151,8 +151,7 @@ def test_every_damage_verify_repair_then_rerun_ends_clean(copy, capsys):
     said = rerun(copy)
     assert any(f"{N_IMAGES} images planned" in s and "0 to render" not in s for s in said)
     assert_clean(folder)
-
-
+@pytest.mark.slow
 def test_rerun_alone_repairs_what_the_cheap_check_sees(copy):
     folder = copy / "dmg"
     damage_all(folder, CHEAP)

@@ -110,8 +110,7 @@ def test_hub_id_offline_fails_at_plan_time(tmp_path, monkeypatch):
     refused(tmp_path / "results", "model.name=x", "model.source=nobody-org/no-such-model",
             match="not in the local Hugging Face cache")
     assert time.monotonic() - t0 < 30
-
-
+@pytest.mark.slow
 def test_cli_exit_codes_and_one_line(tmp_path):
     root = tmp_path / "results"
     bad = run_cli(["steps=1", "prompts=single", "name=" + "n" * 300, f"results_root={root}"], cwd=tmp_path,

@@ -188,8 +188,7 @@ def test_a_view_is_restored_from_the_url_hash(browser, folder, rows):
     assert js(browser, "return document.getElementById('detail').hidden") is False
     assert js(browser, "return document.querySelector('select[name=X]').value") == "seed"
     no_console_errors(browser)
-
-
+@pytest.mark.slow
 def test_prompt_with_markup_is_text_everywhere(browser, folder, rows):
     from selenium.webdriver.support.ui import WebDriverWait
 

@@ -198,8 +198,8 @@ def check(cfg: dict):
                           f"with mu and sigma, cell:CELL_ID or group:AXIS=VALUE,...")
     for m in (m for m in metrics if m == "kid" or METRICS[m].features == "clip"):
         if ref is not None and ref.kind == "npz":
-            raise ConfigError(f"metrics=[{m}] with reference={cfg['reference']!r}: {METRICS[m].display_name} needs "
-                              f"reference images, "
+            name = METRICS[m].display_name
+            raise ConfigError(f"metrics=[{m}] with reference={cfg['reference']!r}: {name} needs reference images, "
                               f"and an .npz holds only Inception mu and sigma; valid: a folder of images, "
                               f"cell:... or group:...")
     if cfg["clip.backend"] not in BACKENDS:

@@ -159,7 +159,8 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
               log=print, plan: Plan | None = None) -> dict:
     """Plan (failing before anything loads or any file changes), render, store, and grid. A caller that
     has already made `checked_plan(cfgs, ...)` passes it as `plan`."""
-    plan = plan or checked_plan(cfgs, override_keys, single_job_of_multirun)
+    if plan is None:
+        plan = checked_plan(cfgs, override_keys, single_job_of_multirun)
     store = Store(plan.folder)
     if plan.dry_run:
         history = store.load_rows()

@@ -188,7 +188,8 @@ def test_grid_axis_of_a_multirun_must_be_swept(compose_cfg, no_model_loads):
 # the console script's main(), and after it whether the rendering libraries were imported
 MAIN_THEN_MODULES = ("import sys\nfrom sdexp.cli import main\nsys.argv = ['sdexp', *sys.argv[1:]]\n"
                      "try:\n    main()\nfinally:\n"
-                     "    print('imported:', 'diffusers' in sys.modules, 'transformers' in sys.modules, file=sys.stderr)")
+                     "    print('imported:', 'diffusers' in sys.modules, 'transformers' in sys.modules,\n"
+                     "          file=sys.stderr)")
 
 
 def test_cli_prints_one_clear_error_and_exits_2(tmp_path):

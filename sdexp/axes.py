@@ -159,6 +159,15 @@ REGISTRY: tuple[Axis, ...] = (
     Axis("hires_upscaler", "Hires upscaler", "choice", "trajectory", key="hires.upscaler", infotext="Hires upscaler",
          optional=True, needs="hires_scale", check=lambda v: check_upscaler(v), examples=("Latent", "Lanczos"),
          bad="ESRGAN_4x", doc="an upscaler alias or A1111 name (README, Hires fix)"),
+    # the SDXL refiner (sdexp/refiner.py): the base denoises until refiner_switch, the refiner runs the rest
+    Axis("refiner", "Refiner", "file", "model", infotext="Refiner", optional=True, splits=False,
+         doc="an SDXL refiner or base model: a name from `checkpoints`, a diffusers folder, a Hugging Face id "
+             "or tiny_sdxl_refiner; or none"),
+    Axis("refiner_switch", "Refiner switch at", "float", "batch", infotext="Refiner switch at", arrow="float64",
+         optional=True, needs="refiner",
+         check=lambda v: None if finite(v) and 0 < v < 1 else "is not valid; valid: 0 < refiner_switch < 1 (the "
+                                                              "fraction of the steps the base model runs)",
+         examples=(0.5, 0.75), bad=1.0, doc="a number 0 < switch < 1 (A1111's default 0.8)"),
     Axis("prompt_sr", "Prompt S/R", "text", "label", optional=True, splits=False),
     Axis("seed", "Seed", "seed", "trajectory", infotext="Seed", arrow="int64", check=_seed, examples=(1, 2),
          bad=2**32, doc=f"an integer 0..{SEED_MAX}, a list of them, or -1 for random"),

@@ -23,8 +23,9 @@ _TRAJECTORY = tuple(a.name for a in FIELDS if a.level not in ("decode", "label")
 _BATCH = tuple(a.name for a in FIELDS if a.level in ("model", "batch"))
 _COLUMNS = tuple(a.name for a in REGISTRY)
 _NOT_IN_CELL_ID = ("seed", "prompt", "prompt_template")
-# the fields of a second pass: off in the first pass it starts from
+# the fields of a second pass: off in the first pass it starts from (the hires fix's, the refiner's)
 SECOND_PASS = tuple(a.name for a in FIELDS if a.config_key.startswith("hires."))
+REFINER_PASS = ("refiner", "refiner_switch")
 
 
 def digest(obj) -> str:
@@ -79,11 +80,19 @@ class _CellMethods:
         """True for a hires-fix cell: a txt2img first pass, then a second pass from its result."""
         return self.hires_scale is not None
 
+    @property
+    def refined(self) -> bool:
+        """True for an SDXL refiner cell: the base denoises until refiner_switch, the refiner the rest."""
+        return self.refiner is not None
+
     @cached_property
     def first_pass(self):
         """The txt2img cell whose denoise a two-pass cell starts from (itself for a one-pass cell): every
-        hires variant of it shares that trajectory."""
-        return replace(self, **{k: _OFF[k] for k in SECOND_PASS}) if self.two_pass else self
+        hires variant of it shares that trajectory; every refiner cell shares its base's full txt2img
+        trajectory, whose latents at each switch point are kept (sdexp.refiner)."""
+        if self.two_pass:
+            return replace(self, **{k: _OFF[k] for k in SECOND_PASS})
+        return replace(self, **{k: _OFF[k] for k in REFINER_PASS}) if self.refined else self
 
     @property
     def final_size(self) -> tuple[int, int]:

@@ -131,6 +131,8 @@ class SdexpConfig:
     allow_pickle_embeddings: bool = False  # permit .pt/.bin embeddings (read with weights_only=True)
     init_image: Any = None             # img2img: an image file or a folder of them (each image an axis value)
     strength: Any = 0.75               # img2img denoising strength, 0 < strength <= 1
+    refiner: Any = None                # SDXL refiner: a name from `checkpoints`, a diffusers folder, a HF id, or none
+    refiner_switch: Any = 0.8          # the fraction of the steps the base runs before the refiner (A1111's default)
 
 
 # Maps made for new keys: `+checkpoints.NAME=...` adds an entry; anywhere else a key outside the schema is a typo.

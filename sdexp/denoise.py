@@ -70,6 +70,29 @@ def noised_init(scheduler, init_latents, generators, steps: int, strength: float
     return timesteps, scheduler.add_noise(init_latents, noise, latent_timestep)
 
 
+def _cutoff(scheduler, fraction: float) -> int:
+    """The train timestep where a fraction of the denoise ends, as SDXL's pipelines round it."""
+    n = scheduler.config.num_train_timesteps
+    return int(round(n - fraction * n))
+
+
+def steps_before(scheduler, fraction: float) -> int:
+    """How many of the scheduler's timesteps a base pass with denoising_end=fraction runs
+    (StableDiffusionXLPipeline: those at or above the cutoff)."""
+    cutoff = _cutoff(scheduler, fraction)
+    return sum(1 for t in scheduler.timesteps if t >= cutoff)
+
+
+def start_after(scheduler, fraction: float) -> int:
+    """The index of the first timestep a refiner pass with denoising_start=fraction runs
+    (StableDiffusionXLImg2ImgPipeline.get_timesteps: those below the cutoff, one more for a
+    second-order scheduler that would otherwise start between its two evaluations)."""
+    run = int((scheduler.timesteps < _cutoff(scheduler, fraction)).sum().item())
+    if scheduler.order == 2 and run % 2 == 0:
+        run += 1
+    return len(scheduler.timesteps) - run
+
+
 def guidance_embedding(unet, guidance: list[float], device, dtype) -> torch.Tensor | None:
     """LCM-distilled UNets take (guidance scale - 1) as a timestep condition instead of running CFG."""
     dim = getattr(unet.config, "time_cond_proj_dim", None)
@@ -86,7 +109,8 @@ def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, gu
             generators: list[torch.Generator], steps: int, height: int, width: int,
             init_latents: torch.Tensor | None = None, strength: float | None = None,
             added_cond: dict | None = None, added_uncond: dict | None = None,
-            step_args: dict | None = None, variations: list | None = None) -> torch.Tensor:
+            step_args: dict | None = None, variations: list | None = None,
+            denoising_start: float | None = None, denoising_ends: tuple[float, ...] = ()):
     """Denoise one batch; returns latents (not yet scaled for the VAE).
 
     `uncond` is None when no sample needs classifier-free guidance (guidance scale <= 1), which
@@ -101,11 +125,24 @@ def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, gu
 
     `step_args` go to every `scheduler.step` (eta, s_churn, ...); `variations` (one (subseed, strength)
     or None per sample) blend a variation seed's noise into the initial noise (see draw_noise).
+
+    The SDXL refiner's two parts (diffusers' denoising_end / denoising_start): with `denoising_ends`
+    the loop runs until the last of them and returns a list, the latents where each ends, as
+    StableDiffusionXLPipeline(denoising_end=e, output_type="latent") would give them (a shorter run is
+    a prefix of a longer one: the scheduler and generators see the same calls). With
+    `denoising_start`, `init_latents` are such latents and the loop runs the timesteps after it,
+    adding no noise, as StableDiffusionXLImg2ImgPipeline does.
     """
     device, dtype = unet.device, cond.dtype
     scheduler.set_timesteps(steps, device=device)
     timesteps = scheduler.timesteps
-    if init_latents is None:
+    if denoising_start is not None:
+        start = start_after(scheduler, denoising_start)
+        timesteps = timesteps[start:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        latents = init_latents.to(device, dtype)
+    elif init_latents is None:
         latents = initial_latents(unet, scheduler, generators, height, width, dtype, device, variations)
     else:
         timesteps, latents = noised_init(scheduler, init_latents.to(device, dtype), generators, steps, strength,
@@ -116,7 +153,11 @@ def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, gu
     added = added_cond if uncond is None or added_cond is None else \
         {k: torch.cat([added_uncond[k], v]) for k, v in added_cond.items()}
     timestep_cond = guidance_embedding(unet, guidance, device, dtype)
-    for t in timesteps:
+    ends = {e: steps_before(scheduler, e) for e in denoising_ends}
+    kept = {n: latents for n in ends.values() if n == 0}
+    if ends:
+        timesteps = timesteps[:max(ends.values())]
+    for i, t in enumerate(timesteps, 1):
         x = latents if uncond is None else torch.cat([latents] * 2)
         x = scheduler.scale_model_input(x, t)
         noise = unet(x, t, encoder_hidden_states=embeds, added_cond_kwargs=added, timestep_cond=timestep_cond,
@@ -125,7 +166,9 @@ def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, gu
             noise_uncond, noise_text = noise.chunk(2)
             noise = noise_uncond + scale * (noise_text - noise_uncond)
         latents = scheduler.step(noise, t, latents, **kwargs, return_dict=False)[0]
-    return latents
+        if i in ends.values():
+            kept[i] = latents
+    return [kept[n] for n in ends.values()] if ends else latents
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from .models import guidance_embedded, runs_guidance
 from .samplers import build_scheduler, get_sampler, get_schedule
 
 SD15_SCHEDULER = Path(__file__).parent / "skeletons" / "sd15" / "scheduler" / "scheduler_config.json"
+SDXL_SCHEDULER = Path(__file__).parent / "skeletons" / "sdxl" / "scheduler" / "scheduler_config.json"
 
 
 @lru_cache(maxsize=None)
@@ -35,8 +36,24 @@ def unet_evaluations(cell: Cell) -> int:
     return calls * (2 if runs_guidance(cell.cfg, guidance_embedded(cell.model)) else 1)
 
 
+@lru_cache(maxsize=None)
+def refiner_split(sampler: str, steps: int, schedule: str, switch: float) -> tuple[int, int]:
+    """(UNet calls of the base part, of the refiner part) of a refiner cell, as sdexp.denoise splits them
+    on SDXL base's schedule (the timesteps where a switch falls depend on its spacing)."""
+    from .denoise import start_after, steps_before
+
+    scheduler = build_scheduler(get_sampler(sampler), json.loads(SDXL_SCHEDULER.read_text()), [0],
+                                get_schedule(schedule))
+    scheduler.set_timesteps(steps)
+    return steps_before(scheduler, switch), len(scheduler.timesteps) - start_after(scheduler, switch)
+
+
 def second_pass_evaluations(cell: Cell) -> int:
-    """UNet sample-evaluations of a hires cell's second pass (0 for a one-pass cell)."""
+    """UNet sample-evaluations of a hires cell's second pass or a refiner cell's refiner part (0 for a
+    one-pass cell)."""
+    if cell.refined:
+        calls = refiner_split(cell.sampler, cell.steps, cell.schedule, cell.refiner_switch)[1]
+        return calls * (2 if runs_guidance(cell.cfg, guidance_embedded(cell.refiner)) else 1)
     if not cell.two_pass:
         return 0
     steps = cell.hires_steps or cell.steps
@@ -44,11 +61,24 @@ def second_pass_evaluations(cell: Cell) -> int:
     return calls * (2 if runs_guidance(cell.cfg, guidance_embedded(cell.model)) else 1)
 
 
+def first_pass_evaluations(first: Cell, users: list[Cell]) -> int:
+    """UNet sample-evaluations of a first pass: a whole trajectory, or for refiner cells their base's
+    denoise as far as the latest switch they need."""
+    if not any(c.refined for c in users):
+        return unet_evaluations(first)
+    calls = max(refiner_split(c.sampler, c.steps, c.schedule, c.refiner_switch)[0] for c in users)
+    return calls * (2 if runs_guidance(first.cfg, guidance_embedded(first.model)) else 1)
+
+
 def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int) -> dict:
     todo = [c for c in plan.cells if c.image_id not in stored]
     firsts = {c.first_pass.trajectory: c.first_pass for c in todo}        # one-pass cells are their own
-    seconds = {c.trajectory: c for c in todo if c.two_pass}
-    evaluations = sum(map(unet_evaluations, firsts.values())) + sum(map(second_pass_evaluations, seconds.values()))
+    users: dict[tuple, list[Cell]] = {}
+    for c in todo:
+        users.setdefault(c.first_pass.trajectory, []).append(c)
+    seconds = {c.trajectory: c for c in todo if c.two_pass or c.refined}
+    evaluations = sum(first_pass_evaluations(f, users[k]) for k, f in firsts.items()) + \
+        sum(map(second_pass_evaluations, seconds.values()))
     pixel_decodes = {(c.first_pass.trajectory, c.vae, c.hires_scale, c.hires_upscaler) for c in todo
                      if c.two_pass and c.vae_encodes}
     encodings = {(c.model, c.embedding, text, c.clip_skip) for c in todo
@@ -58,10 +88,11 @@ def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int
         "cells": len(plan.cells), "stored": len(plan.cells) - len(todo), "to_render": len(todo),
         "models": len({c.model for c in todo}), "prompt_encodings": len(encodings),
         "trajectories": len(firsts), "second_passes": len(seconds),
-        "batches": len(plan_batches([c for c in todo if not c.two_pass] + [c.first_pass for c in seconds.values()],
+        "batches": len(plan_batches([c for c in todo if not (c.two_pass or c.refined)]
+                                    + [c.first_pass for c in seconds.values()],
                                     batch_size)) + len(plan_batches(list(seconds.values()), batch_size)),
         "unet_evaluations": evaluations,
-        "unet_evaluations_per_cell_loop": sum(unet_evaluations(c.first_pass) + second_pass_evaluations(c)
+        "unet_evaluations_per_cell_loop": sum(first_pass_evaluations(c.first_pass, [c]) + second_pass_evaluations(c)
                                               for c in todo),
         "vae_decodes": len(todo) + len(pixel_decodes), "estimate_seconds": estimate(todo, history),
     }
@@ -102,7 +133,7 @@ def format_summary(plan: Plan, s: dict) -> str:
         f"  prompt encodings                  {s['prompt_encodings']}",
         f"  denoise trajectories              {s['trajectories']}" + (" (first passes shared by the second)"
                                                                    if s["second_passes"] else ""),
-        f"  second passes (hires fix)         {s['second_passes']}",
+        f"  second passes (hires, refiner)    {s['second_passes']}",
         f"  batches                           {s['batches']}",
         f"  UNet evaluations                  {s['unet_evaluations']} "
         f"({saved:.1f}x fewer than one render per image)",

@@ -14,6 +14,7 @@ INFOTEXT_ORDER = (
     "Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model", "VAE hash", "VAE",
     "Variation seed", "Variation seed strength", "Denoising strength", "Clip skip", "RNG", "Eta DDIM",
     "Sigma churn", "Sigma tmin", "Sigma tmax", "Sigma noise", "Hires upscale", "Hires steps", "Hires upscaler",
+    "Refiner", "Refiner switch at",
     "Lora hashes", "TI hashes",
 )
 NEGATIVE = "Negative prompt:"
@@ -48,7 +49,7 @@ def infotext_fields(cell) -> dict[str, str]:
 
 
 def a1111_parameters(cell, *, model_hash: str, vae_hash: str, loras: list[tuple] = (),
-                     embedding: tuple | None = None) -> str:
+                     embedding: tuple | None = None, refiner_hash: str | None = None) -> str:
     """The text AUTOMATIC1111 writes (and its PNG Info tab and model sites read back).
 
     loras: (name, weight, addnet hash) each, written as A1111 does: `<lora:name:weight>` in the prompt and
@@ -70,6 +71,8 @@ def a1111_parameters(cell, *, model_hash: str, vae_hash: str, loras: list[tuple]
         "Lora hashes": '"' + ", ".join(f"{n}: {h[:12]}" for n, _, h in loras) + '"' if loras else "",
         "TI hashes": f'"{embedding[0]}: {embedding[2][:12]}"' if embedding else "",
     })
+    if refiner_hash:                  # A1111 writes "Refiner: name [short hash]"
+        fields["Refiner"] = f"{fields['Refiner']} [{refiner_hash[:10]}]"
     lines.append(", ".join(f"{k}: {fields[k]}" for k in INFOTEXT_ORDER if fields.get(k, "") != ""))
     return "\n".join(lines)
 

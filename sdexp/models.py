@@ -22,8 +22,8 @@ from .hashing import path_sha256
 FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-MODEL_BUILTINS = ("tiny", "tiny_sdxl")    # built-in model sources (sdexp.tiny, sdexp.tiny_sdxl)
-SDXL_PIPELINES = ("StableDiffusionXLPipeline",)
+MODEL_BUILTINS = ("tiny", "tiny_sdxl", "tiny_sdxl_refiner")    # built-in model sources (sdexp.tiny, sdexp.tiny_sdxl)
+SDXL_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
 BUILTIN_FOLDERS = ("shapes",)   # built-in diffusers folders shipped with sdexp (sdexp.shapes); load as folders
 
 
@@ -109,11 +109,26 @@ def model_family(spec: ModelSpec) -> str:
     A hub id that is not in the local cache is judged by its name ("xl" in it means SDXL)."""
     kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
     if kind == "builtin":
-        return "sdxl" if spec.source == "tiny_sdxl" else "sd1"
+        return "sdxl" if spec.source.startswith("tiny_sdxl") else "sd1"
     index = _config_json(spec, kind, "model_index.json")
     if index is None:
         return "sdxl" if kind == "hub" and "xl" in spec.source.lower() else "sd1"
     return "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd1"
+
+
+@lru_cache(maxsize=None)
+def refiner_layout(spec: ModelSpec) -> bool:
+    """True for an SDXL refiner-layout model (no first text encoder, as SDXL refiner 1.0), from configs
+    alone. A hub id that is not in the local cache is judged by its name ("refiner" in it)."""
+    kind = classify_source("refiner", spec.source, MODEL_BUILTINS, spec.allow_pickle)
+    if kind == "builtin":
+        return spec.source == "tiny_sdxl_refiner"
+    if kind == "file":
+        return False
+    index = _config_json(spec, kind, "model_index.json")
+    if index is None:
+        return kind == "hub" and "refiner" in spec.source.lower()
+    return model_family(spec) == "sdxl" and (index.get("text_encoder") or [None])[0] is None
 
 
 @lru_cache(maxsize=None)
@@ -134,10 +149,22 @@ def runs_guidance(cfg: float, embedded: bool) -> bool:
     return cfg > 1 and not embedded
 
 
+def _text_encoder_names(spec: ModelSpec, sdxl: bool) -> tuple[str, ...]:
+    if not sdxl:
+        return ("text_encoder",)
+    return ("text_encoder_2",) if refiner_layout(spec) else ("text_encoder", "text_encoder_2")
+
+
 def _text_encoder_configs(spec: ModelSpec, kind: str, sdxl: bool) -> list[dict | None]:
-    """The config.json of each text encoder (two for SDXL), None where unreadable."""
-    return [_config_json(spec, kind, f"{name}/config.json")
-            for name in (("text_encoder", "text_encoder_2") if sdxl else ("text_encoder",))]
+    """The config.json of each text encoder (two for SDXL, one for its refiner), None where unreadable."""
+    return [_config_json(spec, kind, f"{name}/config.json") for name in _text_encoder_names(spec, sdxl)]
+
+
+def _builtin_text(spec: ModelSpec, sdxl_values: tuple, sd1_value):
+    """A per-encoder value (widths, layers) of a built-in model: the refiner has text_encoder_2 alone."""
+    if spec.source == "tiny_sdxl_refiner":
+        return sdxl_values[1:]
+    return tuple(sdxl_values) if spec.source == "tiny_sdxl" else (sd1_value,)
 
 
 @lru_cache(maxsize=None)
@@ -146,7 +173,7 @@ def text_encoder_widths(spec: ModelSpec) -> tuple[int, ...] | None:
     kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
     sdxl = model_family(spec) == "sdxl"
     if kind == "builtin":
-        return tuple(tiny_sdxl.HIDDEN) if sdxl else (tiny.TEXT_WIDTH,)
+        return _builtin_text(spec, tiny_sdxl.HIDDEN, tiny.TEXT_WIDTH)
     configs = _text_encoder_configs(spec, kind, sdxl)
     if not all(c and "hidden_size" in c for c in configs):
         return None
@@ -164,7 +191,8 @@ def text_encoder_layers(spec: ModelSpec) -> int | None:
     kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
     sdxl = model_family(spec) == "sdxl"
     if kind == "builtin":
-        return max_clip_skip(tiny_sdxl.TEXT_LAYERS) if sdxl else tiny.TEXT_LAYERS
+        layers = _builtin_text(spec, tiny_sdxl.TEXT_LAYERS, tiny.TEXT_LAYERS)
+        return max_clip_skip(layers) if sdxl else layers[0]
     configs = _text_encoder_configs(spec, kind, sdxl)
     if not all(c and "num_hidden_layers" in c for c in configs):
         return None
@@ -185,8 +213,10 @@ class LoadedModel:
     vae_hash: str
     pipe: Any = None            # the diffusers pipeline (its LoRA and textual-inversion loaders)
     family: str = "sd1"         # "sd1" or "sdxl"
-    tokenizer_2: Any = None     # SDXL's second tokenizer and text encoder
+    tokenizer_2: Any = None     # SDXL's second tokenizer and text encoder (a refiner has these alone)
     text_encoder_2: Any = None
+    aesthetic: bool = False     # SDXL refiner: its UNet takes an aesthetic score among its time ids
+    zero_empty: bool = True     # SDXL: an empty negative prompt is zeros (force_zeros_for_empty_prompt)
     adapters: dict = field(default_factory=dict)   # LoRAs and embeddings loaded into it (lora.py, embeddings.py)
 
     @property
@@ -216,7 +246,8 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channe
                compile: bool = False) -> LoadedModel:
     """Load a checkpoint onto a device; on CUDA optionally channels_last memory and torch.compile.
 
-    SDXL checkpoints load as StableDiffusionXLPipeline; their VAE stays in float32 when `dtype` is
+    SDXL checkpoints load as the pipeline their model_index.json names (StableDiffusionXLPipeline, or
+    StableDiffusionXLImg2ImgPipeline for a refiner, whose first text encoder is None); their VAE stays in float32 when `dtype` is
     float16 and the VAE config asks for it (`force_upcast`, SDXL's VAE overflows in float16), as
     diffusers upcasts it to decode."""
     from .single_file import load_pipeline_file
@@ -228,22 +259,24 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channe
         model_hash = path_sha256(Path(source))
         vae_hash = model_hash
     else:
-        family = model_family(spec)
         if kind == "builtin":
-            folder = tiny_sdxl.tiny_sdxl_folder() if family == "sdxl" else tiny.tiny_model_folder()
+            folder = {"tiny_sdxl": tiny_sdxl.tiny_sdxl_folder, "tiny_sdxl_refiner": tiny_sdxl.tiny_refiner_folder,
+                      }.get(spec.source, tiny.tiny_model_folder)()
         elif kind == "folder":
             folder = source_path(spec.source).resolve()
         else:
+            folder = None
+        source = str(folder) if folder else spec.source
+        if folder:
+            pipeline_class = json.loads((folder / "model_index.json").read_text()).get("_class_name")
+        else:
             from diffusers import DiffusionPipeline
 
-            folder = None
-            index = DiffusionPipeline.load_config(spec.source)   # the hub's model_index.json
-            family = "sdxl" if index.get("_class_name") in SDXL_PIPELINES else "sd1"
-        source = str(folder) if folder else spec.source
-        if family == "sdxl":
-            from diffusers import StableDiffusionXLPipeline
+            pipeline_class = DiffusionPipeline.load_config(spec.source).get("_class_name")  # the hub's model_index
+        if pipeline_class in SDXL_PIPELINES:     # an SDXL base (txt2img) or refiner (img2img) pipeline
+            import diffusers
 
-            pipe = StableDiffusionXLPipeline.from_pretrained(
+            pipe = getattr(diffusers, pipeline_class).from_pretrained(
                 source, use_safetensors=not spec.allow_pickle, dtype=dtype, add_watermarker=False)
         else:
             pipe = _pipeline_from_pretrained(source, spec.allow_pickle, dtype)
@@ -265,6 +298,8 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channe
         spec=spec, tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, unet=pipe.unet, vae=pipe.vae,
         scheduler_config=dict(pipe.scheduler.config), source=source, hash=model_hash, vae_hash=vae_hash,
         pipe=pipe, family=family, tokenizer_2=getattr(pipe, "tokenizer_2", None), text_encoder_2=text_encoder_2,
+        aesthetic=bool(pipe.config.get("requires_aesthetics_score", False)),
+        zero_empty=bool(pipe.config.get("force_zeros_for_empty_prompt", True)),
     )
 
 
@@ -322,6 +357,9 @@ class ModelCache:
         self.loads += 1
         self._models[spec] = loader(spec)
         return self._models[spec]
+
+    def holds(self, spec: ModelSpec) -> bool:
+        return spec in self._models
 
     def vae(self, spec: VaeSpec, model: LoadedModel) -> tuple[Any, str, str]:
         key = (model.spec, spec)

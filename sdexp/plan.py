@@ -136,6 +136,8 @@ def check_view(view: JobView, memo: Memo) -> list[str]:
                f"strength={view.strength} is not valid with steps={view.steps}; valid: 0 < strength <= 1 with "
                f"int(steps * strength) >= 1 (img2img runs that many of the steps)", errors)
     errors += _hires_problems(view, memo, failed)
+    if "model.source" not in failed:
+        errors += _refiner_problems(view, memo, model)
     if sampler is not None and schedule is not None:
         attempt("schedule", _check_sampler_settings, view.sampler, view.schedule, _step_settings(view))
     if "size" not in failed:
@@ -169,6 +171,45 @@ def _hires_problems(view: JobView, memo: Memo, failed: set) -> list[str]:
         errors.append(f"hires.strength={strength:g} is not valid with {steps} hires steps; valid: "
                       f"int(steps * strength) >= 1 (the second pass runs that many of its steps)")
     return errors
+
+
+def _refiner_problems(view: JobView, memo: Memo, model: ModelSpec) -> list[str]:
+    """The refiner's checks: an SDXL model loadable from a folder or id, an SDXL base, a txt2img pass
+    without the hires fix or an embedding, a clip skip the refiner's text encoder has."""
+    try:
+        refiner = memo(r.refiner_spec, view.refiner, r.table(view.checkpoints))
+        if refiner is None:
+            return []
+        kind = memo(classify_source, r.source_key(view, "refiner", "refiner"), refiner.source, MODEL_BUILTINS)
+    except ValueError as e:
+        return [str(e)]
+    shown = f"refiner={view.refiner!r}"
+    if kind == "file":
+        return [f"{shown} is a single checkpoint file; refiners load from diffusers folders only for now; valid: "
+                f"a folder (saved with StableDiffusionXLImg2ImgPipeline.save_pretrained), a Hugging Face id, "
+                f"tiny_sdxl_refiner, or none"]
+    errors = []
+    if memo(model_family, refiner) != "sdxl":
+        errors.append(f"{shown} is not an SDXL model; valid: an SDXL refiner or base model, or none")
+    if memo(model_family, model) != "sdxl":
+        errors.append(f"{shown} is set with an SD1 checkpoint ({model.name}); the refiner finishes an SDXL base "
+                      f"model's denoise; valid: an SDXL checkpoint, or refiner=none")
+    for key, off, what in (("hires.scale", None, "the hires fix"), ("init_image", None, "img2img"),
+                           ("embedding", None, "an embedding")):
+        if view[key] not in OFF_VALUES and view[key] != off:
+            errors.append(f"{shown} cannot be combined with {what} ({key}={view[key]!r}) yet; valid: {key}=null "
+                          f"or refiner=none")
+    if not errors:
+        error = memo(_clip_skip_error, refiner, view.clip_skip)
+        if error:
+            errors.append(f"{error} (for {shown})")
+    return errors
+
+
+def _refiner(view: JobView, memo: Memo) -> dict:
+    """The refiner fields of a view's cells (none while refiner is none)."""
+    refiner = memo(r.refiner_spec, view.refiner, r.table(view.checkpoints))
+    return {} if refiner is None else {"refiner": refiner, "refiner_switch": float(view.refiner_switch)}
 
 
 def _hires(view: JobView) -> dict:
@@ -205,7 +246,7 @@ def view_cells(view: JobView, memo: Memo) -> list[Cell]:
     strength = float(view.subseed_strength)
     variation = {"subseed": int(view.subseed), "subseed_strength": strength} if strength > 0 else {}
     steps_args = {k: float(v) for k, v in _step_settings(view)}
-    hires = _hires(view)
+    hires = {**_hires(view), **_refiner(view, memo)}
     cells = []
     for init in memo(r.images, view.init_image):
         for value, template, prompt, negative in prompt_rows:
@@ -232,7 +273,7 @@ def swept_axes(cells: list[Cell], override_keys: list[str] = ()) -> list[str]:
 
 
 def _check_names(cells: list[Cell]) -> None:
-    for axis in ("model", "vae", "lora", "embedding", "init_image"):
+    for axis in ("model", "vae", "lora", "embedding", "init_image", "refiner"):
         by_name: dict = {}
         for value in {getattr(c, axis) for c in cells}:
             if value is not None:
@@ -247,6 +288,7 @@ def _check_names(cells: list[Cell]) -> None:
 # config key swept -> (the cell field it acts with, what the message calls it)
 NEEDS = {"strength": ("init_image", "init_image (img2img)"), "lora_weight": ("lora", "a lora"),
          "subseed": ("subseed_strength", "subseed_strength > 0 (a variation strength)"),
+         "refiner_switch": ("refiner", "a refiner"),
          **{a.config_key: ("hires_scale", "hires.scale (the hires fix)") for a in BY_NAME.values()
             if a.needs == "hires_scale"}}
 

@@ -17,7 +17,7 @@ from .denoise import decode, denoise
 from .embeddings import embedding_hash, text_for_encoder
 from .encode import encode_prompts
 from .img2img import encode_init, image_tensor
-from .sdxl import added_cond, encode_prompts_sdxl
+from .sdxl import AESTHETIC_SCORE, NEGATIVE_AESTHETIC_SCORE, added_cond, encode_prompts_sdxl
 from .hashing import safetensors_data_sha256
 from .lora import activate_lora, lora_touches_text_encoder
 from .metadata import a1111_parameters
@@ -59,7 +59,8 @@ def plan_batches(cells: list[Cell], batch_size: int) -> list[Batch]:
 class EncodingCache:
     """Prompt embeddings keyed by model, text-encoder state (a LoRA that touches it), clip skip and text.
 
-    SDXL entries hold (embeddings, pooled); its empty negative prompt is zeros, as A1111 makes it."""
+    SDXL entries hold (embeddings, pooled); its empty negative prompt is zeros, as A1111 makes it, where
+    the model's config says so (force_zeros_for_empty_prompt: SDXL base, not the refiner)."""
 
     def __init__(self):
         self._cache: dict[tuple, tuple] = {}
@@ -70,10 +71,11 @@ class EncodingCache:
         key = (model.spec, state, clip_skip, negative and sdxl)
         missing = [t for t in dict.fromkeys(texts) if key + (t,) not in self._cache]
         if missing:
-            if sdxl:
-                embs, pooled = encode_prompts_sdxl((model.tokenizer, model.tokenizer_2),
-                                                   (model.text_encoder, model.text_encoder_2), missing,
-                                                   clip_skip, zero_empty=negative)
+            if sdxl:      # both text encoders, or text_encoder_2 alone (a refiner)
+                pairs = [(t, e) for t, e in ((model.tokenizer, model.text_encoder),
+                                             (model.tokenizer_2, model.text_encoder_2)) if e is not None]
+                embs, pooled = encode_prompts_sdxl(*zip(*pairs), missing, clip_skip,
+                                                   zero_empty=negative and model.zero_empty)
             else:
                 embs, pooled = encode_prompts(model.tokenizer, model.text_encoder, missing, clip_skip), None
             for i, t in enumerate(missing):
@@ -104,7 +106,8 @@ def batch_embeddings(enc: EncodingCache, model: LoadedModel, cells: list[Cell], 
                          c.clip_skip, state, negative) for c in cells]
         embeds = torch.cat([e for e, _ in parts])
         pooled = torch.cat([p for _, p in parts]) if model.family == "sdxl" else None
-        return embeds, (None if pooled is None else added_cond(pooled, height, width))
+        aesthetic = (NEGATIVE_AESTHETIC_SCORE if negative else AESTHETIC_SCORE) if model.aesthetic else None
+        return embeds, (None if pooled is None else added_cond(pooled, height, width, aesthetic))
 
     cond, added = embed(lambda c: c.prompt)
     out = {"cond": cond, "uncond": None, "added_cond": added, "added_uncond": None}
@@ -125,8 +128,9 @@ def _batch_id(cells: list[Cell]) -> str:
     return digest([c.image_id for c in cells])
 
 
-def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell], vae_of) -> torch.Tensor:
-    """One denoise for a list of trajectories (given by their lead cells), fresh generators each try."""
+def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell], vae_of, denoising_ends=()):
+    """One denoise for a list of trajectories (given by their lead cells), fresh generators each try;
+    with `denoising_ends`, the latents at each of those points (sdexp.refiner)."""
     lead = cells[0]
     sampler = get_sampler(lead.sampler)
     activate_lora(model, lead.lora_stack)
@@ -138,7 +142,7 @@ def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell], va
     return denoise(model.unet, scheduler, emb["cond"], emb["uncond"], [c.cfg for c in cells], generators,
                    lead.steps, lead.height, lead.width, init_latents=init, strength=lead.strength,
                    added_cond=emb["added_cond"], added_uncond=emb["added_uncond"], step_args=step_args(lead),
-                   variations=variations)
+                   variations=variations, denoising_ends=denoising_ends)
 
 
 def noise_device(cell: Cell, model: LoadedModel) -> str:
@@ -168,20 +172,24 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
            dtype: torch.dtype, options: dict | None = None) -> Iterator[list[dict]]:
     """Render cells; yields, per batch and VAE, one dict per image: cell, image, array and facts.
     Models are visited in order of first appearance; two-pass (hires) cells of a model follow its
-    one-pass cells and share their first passes (sdexp.two_pass)."""
+    one-pass cells and share their first passes (sdexp.two_pass); refiner cells have their base parts
+    denoised with their model's other work and their refiner parts at the end (sdexp.refiner)."""
+    from .refiner import BaseLatents, render_refiner_passes, run_base_passes
     from .two_pass import render_two_pass
 
     enc = EncodingCache()
     options = options or {}
-    for spec in dict.fromkeys(c.model for c in cells):
-        def model_of(spec=spec):
-            model = cache.model(spec, lambda s: load_model(s, device, dtype, **options))
-            enc.drop_other_models(model.spec)
-            return model
+    first = BaseLatents()
 
-        one = [c for c in cells if c.model == spec and not c.two_pass]
+    def model_of(spec):
+        model = cache.model(spec, lambda s: load_model(s, device, dtype, **options))
+        enc.drop_other_models(model.spec)
+        return model
+
+    for spec in dict.fromkeys(c.model for c in cells):
+        one = [c for c in cells if c.model == spec and not c.two_pass and not c.refined]
         for batch in plan_batches(one, batch_size):
-            model = model_of()
+            model = model_of(spec)
             by_lead = {t[0]: t for t in batch.trajectories}
             chunks = _timed_chunks(lambda part: _denoise_cells(model, enc, list(part), vae_getter(cache, model)),
                                    batch.lead)
@@ -189,7 +197,14 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
                 yield from decoded(cache, model, [by_lead[c] for c in lead], latents, seconds)
         two = [c for c in cells if c.model == spec and c.two_pass]
         if two:
-            yield from render_two_pass(model_of(), enc, cache, two, batch_size)
+            yield from render_two_pass(model_of(spec), enc, cache, two, batch_size)
+        refined = [c for c in cells if c.model == spec and c.refined]
+        if refined:
+            model = model_of(spec)
+            run_base_passes(model, enc, refined, batch_size, vae_getter(cache, model), first)
+    refined = [c for c in cells if c.refined]
+    if refined:
+        yield from render_refiner_passes(cache, enc, model_of, refined, first, batch_size)
 
 
 def vae_getter(cache: ModelCache, model: LoadedModel):
@@ -197,10 +212,24 @@ def vae_getter(cache: ModelCache, model: LoadedModel):
     return lambda spec: cache.vae(spec, model)[0]
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What rows and PNG info record of a model (kept for a base model while its refiner runs)."""
+    source: str
+    hash: str
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> ModelFacts:
+        return cls(model.source, model.hash)
+
+
 def decoded(cache: ModelCache, model: LoadedModel, trajectories: list[list[Cell]], latents: torch.Tensor,
-            seconds: float, shared_seconds: list[float] | None = None) -> Iterator[list[dict]]:
+            seconds: float, shared_seconds: list[float] | None = None,
+            base: ModelFacts | None = None) -> Iterator[list[dict]]:
     """Decode the latents of trajectories (one latent each; each a list of cells, one per VAE): per VAE,
-    one list of items. `shared_seconds[i]`: earlier work of trajectory i counted into each of its images."""
+    one list of items. `shared_seconds[i]`: earlier work of trajectory i counted into each of its images.
+    Refined latents: `model` is the refiner (its own VAE decodes where a cell names none, as diffusers'
+    refiner pipeline decodes) and `base` the facts of the base model."""
     lead = [t[0] for t in trajectories]
     sampler = get_sampler(lead[0].sampler)
     per_image = seconds / sum(len(t) for t in trajectories)   # the denoise, shared by its decodes
@@ -213,7 +242,8 @@ def decoded(cache: ModelCache, model: LoadedModel, trajectories: list[list[Cell]
                 lambda part: decode(vae, latents[[i for i, _ in part]], flags), picks):
             for (i, cell), array in zip(part, arrays):
                 earlier = shared_seconds[i] / len(trajectories[i]) if shared_seconds else 0.0
-                out.append(_item(cell, array, model, sampler, vae_source, vae_hash,
+                out.append(_item(cell, array, base or ModelFacts.of(model), sampler, vae_source, vae_hash,
+                                 refiner=ModelFacts.of(model) if base else None,
                                  image_flags=flags[len(out)],
                                  seconds=earlier + per_image + decode_seconds / len(part),
                                  batch_size=len(lead), batch_index=i, batch_id=_batch_id(lead)))
@@ -234,14 +264,16 @@ def _timed_chunks(fn, items):
     return [(part, result, t) for (part, result), t in zip(chunks, times)]
 
 
-def _item(cell: Cell, array, model: LoadedModel, sampler, vae_source: str, vae_hash: str, **facts) -> dict:
+def _item(cell: Cell, array, model: ModelFacts, sampler, vae_source: str, vae_hash: str,
+          refiner: ModelFacts | None = None, **facts) -> dict:
     lora_hashes = {spec: safetensors_data_sha256(spec.source) for spec, _ in cell.lora_stack}
     emb_hash = embedding_hash(cell.embedding) if cell.embedding else None
     text = a1111_parameters(
-        cell, model_hash=model.hash, vae_hash=vae_hash,
+        cell, model_hash=model.hash, vae_hash=vae_hash, refiner_hash=refiner.hash if refiner else None,
         loras=[(spec.name, weight, lora_hashes[spec]) for spec, weight in cell.lora_stack],
         embedding=(cell.embedding.name, cell.embedding_token, emb_hash) if cell.embedding else None)
     return {"cell": cell, "image": png_with_parameters(array, text), "array": array,
             "model_source": model.source, "model_hash": model.hash, "vae_source": vae_source,
             "vae_hash": vae_hash, "scheduler": sampler.describe(get_schedule(cell.schedule)), "lora_hashes": lora_hashes,
+            "refiner_source": refiner.source if refiner else None, "refiner_hash": refiner.hash if refiner else None,
             "embedding_hash": emb_hash, **facts}

@@ -8,7 +8,7 @@ print how far its pixels are from the stored one.
   the same device and versions the PNG is byte-identical.
 - Any other PNG, AUTOMATIC1111's or sdexp's: its `parameters` text is read back into config
   overrides (prompt, negative prompt, steps, sampler, schedule, CFG, seed, size, clip skip, model,
-  VAE, LoRA tags, denoising strength, variation seed); a key sdexp does not know is named and
+  VAE, LoRA tags, denoising strength, variation seed, hires fix, refiner); a key sdexp does not know is named and
   stops the run (`--allow-unknown` names it and goes on). KEY=VALUE overrides go on top, e.g.
   `checkpoint=/models/dreamshaper_8.safetensors` for a model that sdexp knows only by name.
 """
@@ -32,6 +32,7 @@ for _axis in REGISTRY:                    # a key two axes share goes to the fir
 INFORMATIONAL = ("Model hash", "VAE hash", "Lora hashes", "TI hashes", "Version")
 NUMBER = re.compile(r"-?\d+(\.\d+)?")
 LORA_TAG = re.compile(r"\s*<lora:([^:>]+):([^>]+)>")
+SHORT_HASH = re.compile(r"\s*\[[0-9a-fA-F]+\]$")     # "Refiner: name [hash]"
 
 
 def pixel_difference(a: np.ndarray, b: np.ndarray) -> dict:
@@ -139,6 +140,8 @@ def parameters_overrides(text: str, allow_unknown: bool = False, log=print) -> l
         if target == INFOTEXT["VAE"]:
             out.append("vae=auto" if value == "Automatic" else f"vae={value}" if value in _conf_names("vae")
                        else f"vae_file={_quote(value)}")
+        elif target == "refiner":
+            out.append(f"refiner={_quote(SHORT_HASH.sub('', value))}")
         elif target == INFOTEXT["Model"]:
             out.append(f"model={value}" if value in _conf_names("model") else f"checkpoint={_quote(value)}")
         else:

@@ -34,11 +34,11 @@ def hashable(value):
 
 
 def source_key(view, key: str, default: str) -> str:
-    """The key an error names: `checkpoint`/`vae_file` (or its table entry) when set, else model/vae.source."""
+    """The key an error names: `checkpoint`/`vae_file`/`refiner` (or its table entry) when set, else the default."""
     value = view[key]
     if value in OFF_VALUES:
         return default
-    names = "checkpoints" if key == "checkpoint" else "vaes"
+    names = "checkpoints" if key in ("checkpoint", "refiner") else "vaes"
     return f"{names}.{value}" if value in (view[names] or {}) else key
 
 
@@ -63,6 +63,12 @@ def model_spec(checkpoint, names, name, source, skeleton, allow_pickle) -> Model
     if skeleton == "sd15" and checkpoint not in OFF_VALUES:
         skeleton = detect_skeleton(str(source)) or skeleton   # an SDXL file needs no model.skeleton=sdxl
     return ModelSpec(name, str(source), skeleton, allow_pickle)
+
+
+def refiner_spec(refiner, names) -> ModelSpec | None:
+    """The SDXL refiner of a `refiner` value (a name from `checkpoints`, a folder, an id), or None."""
+    found = _named_source(refiner, names)
+    return None if found is None else ModelSpec(found[0], str(found[1]), "sdxl")
 
 
 def vae_args(view) -> tuple:

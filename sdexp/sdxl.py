@@ -63,14 +63,23 @@ def encode_prompts_sdxl(tokenizers: Sequence, text_encoders: Sequence, prompts: 
     return embeds, pooled
 
 
-def add_time_ids(height: int, width: int, n: int, dtype: torch.dtype, device) -> torch.Tensor:
+# The refiner's aesthetic-score conditioning: diffusers' StableDiffusionXLImg2ImgPipeline defaults (and
+# A1111's "SDXL low/high aesthetic score" options) for the prompt and the negative prompt.
+AESTHETIC_SCORE = 6.0
+NEGATIVE_AESTHETIC_SCORE = 2.5
+
+
+def add_time_ids(height: int, width: int, n: int, dtype: torch.dtype, device,
+                 aesthetic: float | None = None) -> torch.Tensor:
     """SDXL's size conditioning as diffusers builds it: (original size, crop (0, 0), target size),
-    original = target = (height, width); shape (n, 6)."""
-    ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype)
+    original = target = (height, width); shape (n, 6). A refiner (`requires_aesthetics_score`) takes
+    (original size, crop, aesthetic score) instead; shape (n, 5)."""
+    tail = [height, width] if aesthetic is None else [aesthetic]
+    ids = torch.tensor([[height, width, 0, 0, *tail]], dtype=dtype)
     return ids.to(device).repeat(n, 1)
 
 
-def added_cond(pooled: torch.Tensor, height: int, width: int) -> dict:
+def added_cond(pooled: torch.Tensor, height: int, width: int, aesthetic: float | None = None) -> dict:
     """The UNet's `added_cond_kwargs` for a batch of pooled embeddings."""
     return {"text_embeds": pooled,
-            "time_ids": add_time_ids(height, width, pooled.shape[0], pooled.dtype, pooled.device)}
+            "time_ids": add_time_ids(height, width, pooled.shape[0], pooled.dtype, pooled.device, aesthetic)}

@@ -85,6 +85,7 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
         "embedding_hash": item["embedding_hash"],
         "init_image_source": cell.init_image.source if cell.init_image else None,
         "init_image_hash": cell.init_image.sha256 if cell.init_image else None,
+        "refiner_source": item.get("refiner_source"), "refiner_hash": item.get("refiner_hash"),
         "final_width": cell.final_size[0], "final_height": cell.final_size[1],
         "image_path": image_path, "clip_score": clip_score, "clip_model": scorer_source,
         "seconds": item["seconds"], "batch_size": item["batch_size"], "batch_index": item["batch_index"],

@@ -7,6 +7,11 @@ for cross-attention, the real CLIP tokenizer twice (the second pads with "!" as 
 VAE with SDXL's scaling factor and SDXL base's Euler scheduler config. The two encoders have
 different widths, as in SDXL (768 and 1280), which diffusers' single-file loader relies on to
 tell them apart. Weights are random; it exists to test code paths, not to make pictures.
+
+The tiny refiner follows SDXL refiner 1.0's layout: no first text encoder (text_encoder_2 alone
+conditions the UNet), a UNet whose added time ids are (original size, crop, aesthetic score), 5 ids
+instead of 6 (`requires_aesthetics_score`), and empty negative prompts encoded, not zeroed
+(`force_zeros_for_empty_prompt` false), as the refiner's model_index.json says.
 """
 from __future__ import annotations
 
@@ -46,18 +51,19 @@ def make_text_encoders():
     return text_encoder, text_encoder_2
 
 
-def make_unet():
+def make_unet(refiner: bool = False):
+    """The base UNet (both encoders' widths, 6 time ids), or the refiner's (text_encoder_2's width, 5 ids)."""
     from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(10)
+    torch.manual_seed(14 if refiner else 10)
     return UNet2DConditionModel(
         sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, norm_num_groups=32,
         block_out_channels=(32, 64), attention_head_dim=(2, 4), use_linear_projection=True,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2), cross_attention_dim=sum(HIDDEN),
+        transformer_layers_per_block=(1, 2), cross_attention_dim=HIDDEN[1] if refiner else sum(HIDDEN),
         addition_embed_type="text_time", addition_time_embed_dim=TIME_EMBED_DIM,
-        projection_class_embeddings_input_dim=6 * TIME_EMBED_DIM + PROJECTION_DIM,
+        projection_class_embeddings_input_dim=(5 if refiner else 6) * TIME_EMBED_DIM + PROJECTION_DIM,
     )
 
 
@@ -103,11 +109,31 @@ def make_pipeline(tokenizer_folder: Path):
     )
 
 
-def _build(root: Path) -> None:
+def make_refiner_pipeline(tokenizer_folder: Path):
+    """The tiny refiner: text_encoder_2 (seeded as the base's) and its tokenizer, its own UNet, the
+    base's VAE and scheduler config."""
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    tokenizer_2 = tiny.make_tokenizer(tokenizer_folder / "tokenizer_2")
+    tokenizer_2.pad_token = "!"
+    return StableDiffusionXLImg2ImgPipeline(
+        vae=make_vae(), text_encoder=None, text_encoder_2=make_text_encoders()[1], tokenizer=None,
+        tokenizer_2=tokenizer_2, unet=make_unet(refiner=True), scheduler=make_scheduler(),
+        requires_aesthetics_score=True, force_zeros_for_empty_prompt=False, add_watermarker=False,
+    )
+
+
+def _build(root: Path, make=make_pipeline) -> None:
     with tempfile.TemporaryDirectory() as tok:
-        make_pipeline(Path(tok)).save_pretrained(root / "model", safe_serialization=True)
+        make(Path(tok)).save_pretrained(root / "model", safe_serialization=True)
 
 
 def tiny_sdxl_folder() -> Path:
     """The tiny SDXL diffusers folder, built once (atomically) into sdexp's cache."""
     return tiny.build_once(tiny.cache_root() / f"tiny-sdxl-{TINY_SDXL_VERSION}", _build) / "model"
+
+
+def tiny_refiner_folder() -> Path:
+    """The tiny SDXL refiner's diffusers folder, built once into sdexp's cache."""
+    return tiny.build_once(tiny.cache_root() / f"tiny-sdxl-refiner-{TINY_SDXL_VERSION}",
+                           lambda root: _build(root, make_refiner_pipeline)) / "model"

@@ -247,9 +247,9 @@ def load_model(spec: ModelSpec, device: torch.device, dtype: torch.dtype, channe
     """Load a checkpoint onto a device; on CUDA optionally channels_last memory and torch.compile.
 
     SDXL checkpoints load as the pipeline their model_index.json names (StableDiffusionXLPipeline, or
-    StableDiffusionXLImg2ImgPipeline for a refiner, whose first text encoder is None); their VAE stays in float32 when `dtype` is
-    float16 and the VAE config asks for it (`force_upcast`, SDXL's VAE overflows in float16), as
-    diffusers upcasts it to decode."""
+    StableDiffusionXLImg2ImgPipeline for a refiner, whose first text encoder is None); their VAE stays
+    in float32 when `dtype` is float16 and the VAE config asks for it (`force_upcast`, SDXL's VAE
+    overflows in float16), as diffusers upcasts it to decode."""
     from .single_file import load_pipeline_file
 
     kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)

@@ -274,6 +274,7 @@ def _item(cell: Cell, array, model: ModelFacts, sampler, vae_source: str, vae_ha
         embedding=(cell.embedding.name, cell.embedding_token, emb_hash) if cell.embedding else None)
     return {"cell": cell, "image": png_with_parameters(array, text), "array": array,
             "model_source": model.source, "model_hash": model.hash, "vae_source": vae_source,
-            "vae_hash": vae_hash, "scheduler": sampler.describe(get_schedule(cell.schedule)), "lora_hashes": lora_hashes,
+            "vae_hash": vae_hash, "scheduler": sampler.describe(get_schedule(cell.schedule)),
+            "lora_hashes": lora_hashes,
             "refiner_source": refiner.source if refiner else None, "refiner_hash": refiner.hash if refiner else None,
             "embedding_hash": emb_hash, **facts}

@@ -68,7 +68,7 @@ def model_spec(checkpoint, names, name, source, skeleton, allow_pickle) -> Model
 def refiner_spec(refiner, names) -> ModelSpec | None:
     """The SDXL refiner of a `refiner` value (a name from `checkpoints`, a folder, an id), or None."""
     found = _named_source(refiner, names)
-    return None if found is None else ModelSpec(found[0], str(found[1]), "sdxl")
+    return None if found is None else ModelSpec(found[0], str(found[1]))
 
 
 def vae_args(view) -> tuple:

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from readme_sweeps import readme_sweep
 from render_helpers import as_uint8, cell, max_diff, render_cells, tiny_pipeline
 
 from sdexp.metadata import parse_a1111_parameters
@@ -174,25 +175,7 @@ def test_reproduce_reads_hires_parameters_back():
 
 def test_readme_hires_sweep_plans_two_first_passes_per_seed_and_prompt(compose_cfg):
     """The README's hires command, expanded into its multirun jobs as Hydra's sweeper does, planned."""
-    import itertools
-    import re
-    import shlex
-
-    import pandas as pd
-
-    from sdexp.dryrun import summary
-    from sdexp.overrides import prepare
-    from sdexp.paths import CONF_DIR
-    from sdexp.plan import make_plan
-
-    block = re.search(r"<!-- hires-sweep -->\s*```bash\n(.*?)```", (CONF_DIR.parent / "README.md").read_text(), re.DOTALL)
-    args = prepare(shlex.split(block.group(1).replace("\\\n", " ")))
-    assert args[:2] == ["sdexp", "-m"]
-    fixed = [a for a in args[2:] if not re.fullmatch(r"[\w.]+=[^'\"\[]*,.*", a)]
-    swept = [[f"{a.split('=')[0]}={v}" for v in a.split("=", 1)[1].split(",")] for a in args[2:] if a not in fixed]
-    cfgs = [compose_cfg([*fixed, *job]) for job in itertools.product(*swept)]
-    plan = make_plan(cfgs, [s[0].split("=")[0] for s in swept])
-    s = summary(plan, set(), pd.DataFrame(), 8)
+    cfgs, plan, s = readme_sweep(compose_cfg, "hires-sweep")
     seeds_and_prompts = len({(c.seed, c.prompt) for c in plan.cells})
     assert len(cfgs) == 8 and s["cells"] == 8 * seeds_and_prompts
     assert s["trajectories"] == 2 * seeds_and_prompts and s["second_passes"] == 8 * seeds_and_prompts

@@ -63,10 +63,11 @@ def second_pass_evaluations(cell: Cell) -> int:
 
 def first_pass_evaluations(first: Cell, users: list[Cell]) -> int:
     """UNet sample-evaluations of a first pass: a whole trajectory, or for refiner cells their base's
-    denoise as far as the latest switch they need."""
+    denoise as far as the latest switch they need (to the end when a refiner=none cell shares it)."""
     if not any(c.refined for c in users):
         return unet_evaluations(first)
-    calls = max(refiner_split(c.sampler, c.steps, c.schedule, c.refiner_switch)[0] for c in users)
+    calls = max(refiner_split(c.sampler, c.steps, c.schedule, c.refiner_switch)[0] if c.refined
+                else unet_calls(c.sampler, c.steps, c.schedule) for c in users)
     return calls * (2 if runs_guidance(first.cfg, guidance_embedded(first.model)) else 1)
 
 

@@ -38,6 +38,7 @@ from .render import (
 )
 from .samplers import build_scheduler, get_sampler, get_schedule
 
+FULL = 1.0       # a "switch" at the end: the whole base denoise (for its refiner=none cells)
 # the refiner sees a cell without the base's adapters (LoRAs, an LCM-LoRA act on the base model alone)
 _BASE_ONLY = {"lora": None, "lora_weight": None, "extra_loras": None, "lcm_lora": None}
 
@@ -51,13 +52,21 @@ class BaseLatents:
     uses: dict = field(default_factory=dict)        # first-pass trajectory -> refiner cells starting from it
 
 
-def run_base_passes(model: LoadedModel, enc: EncodingCache, cells: list[Cell], batch_size: int,
-                    vae_of: Callable, out: BaseLatents) -> None:
-    """Denoise the base part of refiner cells of one model, once per first-pass trajectory."""
+def base_passes(model: LoadedModel, enc: EncodingCache, cache: ModelCache, cells: list[Cell], plain: list[Cell],
+                batch_size: int, out: BaseLatents) -> Iterator[list[dict]]:
+    """Denoise the base part of refiner cells of one model, once per first-pass trajectory. `plain` are
+    one-pass cells of those same trajectories (the base alone, refiner=none): their denoise is the same
+    one run to the end, so it serves them too, and their images are decoded and yielded here."""
     switches: dict[tuple, set] = {}
     for c in cells:
         switches.setdefault(c.first_pass.trajectory, set()).add(c.refiner_switch)
+    for c in plain:
+        switches[c.trajectory].add(FULL)
+    for c in cells + plain:
         out.uses[c.first_pass.trajectory] = out.uses.get(c.first_pass.trajectory, 0) + 1
+    by_trajectory: dict[tuple, list[Cell]] = {}
+    for c in plain:
+        by_trajectory.setdefault(c.trajectory, []).append(c)
     firsts = list({c.first_pass.trajectory: c.first_pass for c in cells}.values())
     for batch in plan_batches(firsts, batch_size):
         ends = tuple(sorted({s for c in batch.lead for s in switches[c.trajectory]}))
@@ -65,10 +74,16 @@ def run_base_passes(model: LoadedModel, enc: EncodingCache, cells: list[Cell], b
                 lambda part, ends=ends: _base_denoise(model, enc, list(part), ends), batch.lead):
             for i, c in enumerate(lead):
                 for end, latents in zip(ends, kept):
-                    if end in switches[c.trajectory]:
+                    if end in switches[c.trajectory] and end != FULL:
                         out.latents[(c.trajectory, end)] = latents[i].cpu()
                 out.seconds[c.trajectory] = seconds / len(lead)
                 out.base[c.trajectory] = ModelFacts.of(model)
+            done = [i for i, c in enumerate(lead) if c.trajectory in by_trajectory]
+            if done:
+                trajectories = [by_trajectory[lead[i].trajectory] for i in done]
+                shared = [out.seconds[lead[i].trajectory] / out.uses[lead[i].trajectory] * len(t)
+                          for i, t in zip(done, trajectories)]
+                yield from decoded(cache, model, trajectories, kept[ends.index(FULL)][done], 0.0, shared)
 
 
 def _base_denoise(model: LoadedModel, enc: EncodingCache, cells: list[Cell], ends: tuple) -> list[torch.Tensor]:

@@ -174,7 +174,7 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
     Models are visited in order of first appearance; two-pass (hires) cells of a model follow its
     one-pass cells and share their first passes (sdexp.two_pass); refiner cells have their base parts
     denoised with their model's other work and their refiner parts at the end (sdexp.refiner)."""
-    from .refiner import BaseLatents, render_refiner_passes, run_base_passes
+    from .refiner import BaseLatents, base_passes, render_refiner_passes
     from .two_pass import render_two_pass
 
     enc = EncodingCache()
@@ -187,7 +187,11 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
         return model
 
     for spec in dict.fromkeys(c.model for c in cells):
+        refined = [c for c in cells if c.model == spec and c.refined]
+        bases = {c.first_pass.trajectory for c in refined}
         one = [c for c in cells if c.model == spec and not c.two_pass and not c.refined]
+        plain = [c for c in one if c.trajectory in bases]         # the base alone: its denoise serves refiners too
+        one = [c for c in one if c.trajectory not in bases]
         for batch in plan_batches(one, batch_size):
             model = model_of(spec)
             by_lead = {t[0]: t for t in batch.trajectories}
@@ -198,10 +202,8 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
         two = [c for c in cells if c.model == spec and c.two_pass]
         if two:
             yield from render_two_pass(model_of(spec), enc, cache, two, batch_size)
-        refined = [c for c in cells if c.model == spec and c.refined]
         if refined:
-            model = model_of(spec)
-            run_base_passes(model, enc, refined, batch_size, vae_getter(cache, model), first)
+            yield from base_passes(model_of(spec), enc, cache, refined, plain, batch_size, first)
     refined = [c for c in cells if c.refined]
     if refined:
         yield from render_refiner_passes(cache, enc, model_of, refined, first, batch_size)

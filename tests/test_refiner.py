@@ -63,15 +63,24 @@ def sdxl_cell(sampler, switch=None, refiner=None, seed=0):
     return Cell(BASE, AUTO, sampler, STEPS, 7.0, 1, seed, "a cat", "", 64, 64, refiner=refiner, refiner_switch=switch)
 
 
-def test_refiner_equals_base_then_refiner_pipelines(reference):
+def test_refiner_equals_base_then_refiner_pipelines(reference, monkeypatch):
     cells = [sdxl_cell(*case) for case in CASES]
+    plain = sdxl_cell("Euler a")                 # the base alone: the same denoise as case 0's base, run to the end
+    bases = []
+    real = refiner_module._base_denoise
+    monkeypatch.setattr(refiner_module, "_base_denoise", lambda model, enc, part, ends: bases.append((part, ends))
+                        or real(model, enc, part, ends))
     cache = ModelCache(1)
-    ours = render_cells(cells, cache)
+    ours = render_cells([*cells, plain], cache)
     for case, c in zip(CASES, cells):
         assert max_diff(ours[c], reference.image(*case)) <= 1, case
     assert cache.loads == 2                  # the base once, the refiner once (the base finishing its own: no load)
-    plain = render_cells([sdxl_cell("Euler a")])
-    assert max_diff(next(iter(plain.values())), ours[cells[0]]) > 0       # the refiner changed the image
+    assert sorted(len(part) for part, _ in bases) == [1, 1] and ((plain,), (0.5, 1.0)) in \
+        [(tuple(part), ends) for part, ends in bases]
+    monkeypatch.undo()
+    alone = render_cells([plain])[plain]
+    assert max_diff(alone, ours[plain]) == 0
+    assert max_diff(alone, ours[cells[0]]) > 0       # the refiner changed the image
 
 
 @pytest.mark.slow

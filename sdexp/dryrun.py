@@ -82,12 +82,13 @@ def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int
         sum(map(second_pass_evaluations, seconds.values()))
     pixel_decodes = {(c.first_pass.trajectory, c.vae, c.hires_scale, c.hires_upscaler) for c in todo
                      if c.two_pass and c.vae_encodes}
-    encodings = {(c.model, c.embedding, text, c.clip_skip) for c in todo
-                 for text in ([c.prompt, c.negative_prompt] if runs_guidance(c.cfg, guidance_embedded(c.model))
+    encodings = {(model, c.embedding if model == c.model else None, text, c.clip_skip) for c in todo
+                 for model in ((c.model, c.refiner) if c.refined else (c.model,))     # a refiner encodes again
+                 for text in ([c.prompt, c.negative_prompt] if runs_guidance(c.cfg, guidance_embedded(model))
                               else [c.prompt])}
     return {
         "cells": len(plan.cells), "stored": len(plan.cells) - len(todo), "to_render": len(todo),
-        "models": len({c.model for c in todo}), "prompt_encodings": len(encodings),
+        "models": len({c.model for c in todo} | {c.refiner for c in todo if c.refined}), "prompt_encodings": len(encodings),
         "trajectories": len(firsts), "second_passes": len(seconds),
         "batches": len(plan_batches([c for c in todo if not (c.two_pass or c.refined)]
                                     + [c.first_pass for c in seconds.values()],

@@ -132,6 +132,7 @@ def test_one_base_denoise_serves_every_refiner_and_switch(sweep):
     assert {ends for _, ends in sweep["bases"]} == {(0.5, 0.75)}   # kept at both switch points
     s = summary(sweep["plan"], set(), pd.DataFrame(), 8)
     assert (s["cells"], s["trajectories"], s["second_passes"]) == (4, 1, 4)
+    assert (s["models"], s["prompt_encodings"]) == (2, 4)       # base and refiner; each encodes prompt and negative
     # Euler a at 4 steps on SDXL's schedule: timesteps 751, 501, 251, 1; switch 0.5 cuts at 500, 0.75 at
     # 250: the base runs 3 steps (to the latest switch), each refiner 2 (switch 0.5) or 1 (0.75); x2 (CFG)
     assert s["unet_evaluations"] == 3 * 2 + 2 * (2 + 1) * 2

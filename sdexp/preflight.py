@@ -77,7 +77,8 @@ def weight_files(plan) -> list[tuple[str, Path, str, str, str]]:
         for key, spec, cols in (("model.source", c.model, ("model_source", "model_hash")),
                                 ("vae.source", c.vae, ("vae_source", "vae_hash")),
                                 ("lora", c.lora, ("lora_source", "lora_hash")),
-                                ("embedding", c.embedding, ("embedding_source", "embedding_hash"))):
+                                ("embedding", c.embedding, ("embedding_source", "embedding_hash")),
+                                ("refiner", c.refiner, ("refiner_source", "refiner_hash"))):
             source = getattr(spec, "source", None) if spec is not None else None
             if source and Path(source).expanduser().exists():
                 out.append((key, Path(source).expanduser().resolve(), *cols, source))
@@ -119,8 +120,10 @@ def check_hub_ids(plan) -> None:
 
     ids = set()
     for c in plan.cells:
-        for key, spec, builtins in (("model.source", c.model, MODEL_BUILTINS), ("vae.source", c.vae, TINY_VAES)):
-            if spec.source is None:
+        specs = (("model.source", c.model, MODEL_BUILTINS), ("vae.source", c.vae, TINY_VAES),
+                 ("refiner", c.refiner, MODEL_BUILTINS))
+        for key, spec, builtins in specs:
+            if spec is None or spec.source is None:
                 continue
             try:
                 kind = classify_source(key, spec.source, builtins, spec.allow_pickle)

@@ -189,3 +189,13 @@ def test_readme_refiner_sweep_denoises_one_base_per_seed_and_prompt(compose_cfg)
     assert len(cfgs) == 4 and s["cells"] == 4 * seeds_and_prompts
     assert s["trajectories"] == seeds_and_prompts and s["second_passes"] == 4 * seeds_and_prompts
     assert plan.grid["x"] == "refiner" and plan.grid["y"] == "refiner_switch"
+
+
+def test_a_refiner_folder_is_checked_for_changes_on_rerun(compose_cfg):
+    from sdexp.plan import make_plan
+    from sdexp.preflight import weight_files
+
+    folder = tiny_sdxl.tiny_refiner_folder()
+    plan = make_plan([compose_cfg(["model=tiny_sdxl", f"refiner={folder}", "prompt='a cat'"])], ["refiner"])
+    assert ("refiner", folder.resolve(), "refiner_source", "refiner_hash", str(folder)) in weight_files(plan)
+    assert {c.refiner.name for c in plan.cells} == {"model"}      # a folder's name: its last part

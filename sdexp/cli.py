@@ -45,16 +45,19 @@ def run_jobs(cfgs: list[DictConfig], override_keys: list[str], single_job_of_mul
     from .preflight import checked_plan
     from .store import RUNTIME_FAULTS
 
+    faults = RUNTIME_FAULTS
     try:
         plan = checked_plan(cfgs, override_keys, single_job_of_multirun)
+        from .models import LoadError
         from .sweep import run_sweep          # the rendering libraries load only for input known good
 
+        faults = (*RUNTIME_FAULTS, LoadError)
         return run_sweep(cfgs, override_keys, single_job_of_multirun=single_job_of_multirun, plan=plan)
     except ConfigError as e:
         fail(str(e))
     except KeyboardInterrupt:
         interrupted(cfgs)
-    except RUNTIME_FAULTS as e:
+    except faults as e:
         print(f"sdexp: error: {fault_message(e)}", file=sys.stderr)
         raise SystemExit(1)
 

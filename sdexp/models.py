@@ -334,6 +334,22 @@ def load_vae(spec: VaeSpec, model: LoadedModel) -> tuple[Any, str, str]:
     return vae, source, vae_hash
 
 
+class LoadError(RuntimeError):
+    """A checkpoint or VAE that passed the plan's checks but could not be loaded (one line, exit 1)."""
+
+
+def _loading(what: str, spec, load: Callable):
+    """load(), with any library error turned into a LoadError naming the file and the reason."""
+    try:
+        return load()
+    except (KeyboardInterrupt, MemoryError, LoadError):
+        raise
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise LoadError(f"{what} {spec.name!r} ({spec.source}) could not be loaded: {type(e).__name__}: {reason}"
+                        ) from e
+
+
 class ModelCache:
     """The one explicit, bounded cache of loaded checkpoints (least recently used goes first).
 
@@ -355,7 +371,7 @@ class ModelCache:
             old, _ = self._models.popitem(last=False)
             self._vaes = {k: v for k, v in self._vaes.items() if k[0] != old}
         self.loads += 1
-        self._models[spec] = loader(spec)
+        self._models[spec] = _loading("checkpoint", spec, lambda: loader(spec))
         return self._models[spec]
 
     def holds(self, spec: ModelSpec) -> bool:
@@ -364,5 +380,5 @@ class ModelCache:
     def vae(self, spec: VaeSpec, model: LoadedModel) -> tuple[Any, str, str]:
         key = (model.spec, spec)
         if key not in self._vaes:
-            self._vaes[key] = load_vae(spec, model)
+            self._vaes[key] = _loading("VAE", spec, lambda: load_vae(spec, model))
         return self._vaes[key]

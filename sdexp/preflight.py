@@ -22,7 +22,7 @@ def check_inputs(plan) -> None:
     files = weight_files(plan)
     for key, path in sorted({(f[0], f[1]) for f in files}):
         if path.suffix == ".safetensors" and path.is_file():
-            check_safetensors(key, path)
+            check_layout(key, path, check_safetensors(key, path))
     check_hub_ids(plan)
     check_unchanged(plan, files)
 
@@ -47,10 +47,32 @@ def check_results_folder(folder: Path) -> None:
                               f"written by sdexp, or a new name")
 
 
-def check_safetensors(key: str, path: Path) -> None:
-    """A .safetensors file whose header is JSON and whose tensors lie inside the file."""
+# What a single-file checkpoint or VAE must hold, by key prefix (the original / A1111 layout that
+# diffusers' from_single_file reads): (prefixes, what they are)
+LAYOUTS = {
+    "model.source": ((("model.diffusion_model.",), "UNet"), (("cond_stage_model.", "conditioner.embedders."),
+                     "text encoder"), (("first_stage_model.",), "VAE")),
+    "vae.source": ((("encoder.", "decoder.", "first_stage_model.", "vae."), "VAE encoder/decoder"),),
+}
+
+
+def check_layout(key: str, path: Path, header: dict) -> None:
+    """A checkpoint or VAE file holds weights of each part it must have (header keys alone)."""
+    names = [k for k in header if k != "__metadata__"]
+    for prefixes, what in LAYOUTS.get(key, ()):
+        if not any(n.startswith(prefixes) for n in names):
+            shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+            raise ConfigError(f"{key}={str(path)!r} holds no {what} weights (no tensor named {prefixes[0]}*; "
+                              f"it has {len(names)}: {shown}); valid: a Stable Diffusion "
+                              f"{'checkpoint' if key == 'model.source' else 'VAE'} file in the original (A1111) "
+                              f"layout")
+
+
+def check_safetensors(key: str, path: Path) -> dict:
+    """A .safetensors file whose header is JSON and whose tensors lie inside the file; returns the header."""
     size = path.stat().st_size
     problem = None
+    header: dict = {}
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -67,6 +89,7 @@ def check_safetensors(key: str, path: Path) -> None:
     if problem:
         raise ConfigError(f"{key}={str(path)!r} is not a whole .safetensors file: {problem}; valid: a complete "
                           f"safetensors file (download or convert it again)")
+    return header
 
 
 def weight_files(plan) -> list[tuple[str, Path, str, str, str]]:

@@ -114,18 +114,20 @@ def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = 
     scorer = ClipScorer(plan.scorer["source"], device) if plan.scorer["enabled"] else None
     cache = cache or ModelCache(plan.run["max_resident_models"])
     bar = tqdm(total=len(todo), unit="img", desc=plan.name, disable=not plan.run["progress"], file=sys.stderr)
-    for items in render(todo, cache, batch_size=batch_size, device=device, dtype=dtype, options=options):
-        scores = (scorer.score([i["array"] for i in items], [i["cell"].scoring_prompt for i in items])
-                  if scorer else [float("nan")] * len(items))
-        rows = []
-        for item, score in zip(items, scores):
-            facts = store.write_image(item["cell"].image_id, item["image"])   # image_path, sha256, bytes
-            rows.append({**_row(plan, item, facts["image_path"], score, device, dtype,
-                                scorer.source if scorer else None),
-                         **facts, "image_flags": item.get("image_flags")})      # store facts, image health
-        store.append_rows(rows)
-        bar.update(len(items))
-    bar.close()
+    try:            # a fault ends the bar's line first, so its one-line message starts a line
+        for items in render(todo, cache, batch_size=batch_size, device=device, dtype=dtype, options=options):
+            scores = (scorer.score([i["array"] for i in items], [i["cell"].scoring_prompt for i in items])
+                      if scorer else [float("nan")] * len(items))
+            rows = []
+            for item, score in zip(items, scores):
+                facts = store.write_image(item["cell"].image_id, item["image"])   # image_path, sha256, bytes
+                rows.append({**_row(plan, item, facts["image_path"], score, device, dtype,
+                                    scorer.source if scorer else None),
+                             **facts, "image_flags": item.get("image_flags")})      # store facts, image health
+            store.append_rows(rows)
+            bar.update(len(items))
+    finally:
+        bar.close()
     return len(todo)
 
 

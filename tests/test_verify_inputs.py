@@ -81,6 +81,36 @@ def test_cut_off_safetensors_is_refused(tmp_path, vae_files):
             match="not a whole .safetensors file")
 
 
+def _tensors(path, names):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({n: torch.zeros(2) for n in names}, str(path))
+    return path
+
+
+@pytest.mark.parametrize("names, overrides, match", [
+    (["a"], ["checkpoint={path}"], "holds no UNet weights"),
+    (["model.diffusion_model.x", "first_stage_model.x"], ["checkpoint={path}"], "holds no text encoder weights"),
+    (["a"], ["vae.name=junk", "vae.source={path}"], "holds no VAE encoder/decoder weights"),
+])
+def test_weight_file_without_its_parts_is_refused(tmp_path, names, overrides, match):
+    path = _tensors(tmp_path / "junk.safetensors", names)
+    refused(tmp_path / "results", *[o.format(path=path) for o in overrides], match=match)
+
+
+def test_checkpoint_that_fails_to_load_is_one_line_exit_1(tmp_path, capsys):
+    from sdexp.cli import run_jobs
+
+    path = _tensors(tmp_path / "bad.safetensors", ["model.diffusion_model.x", "cond_stage_model.x",
+                                                    "first_stage_model.x"])
+    with pytest.raises(SystemExit) as exit_:
+        run_jobs(cfgs(tmp_path / "results", f"checkpoint={path}", "scorer=none"), [])
+    assert exit_.value.code == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line.lower()]   # not the bar's
+    assert len(err) == 1 and err[0].startswith("sdexp: error: checkpoint 'bad'") and "could not be loaded" in err[0]
+
+
 def test_results_root_that_is_a_file(tmp_path):
     root = tmp_path / "results"
     root.write_text("not a folder")

@@ -101,17 +101,32 @@ def weight_files(plan) -> list[tuple[str, Path, str, str, str]]:
                                 ("vae.source", c.vae, ("vae_source", "vae_hash")),
                                 ("lora", c.lora, ("lora_source", "lora_hash")),
                                 ("embedding", c.embedding, ("embedding_source", "embedding_hash")),
-                                ("refiner", c.refiner, ("refiner_source", "refiner_hash"))):
+                                ("refiner", c.refiner, ("refiner_source", "refiner_hash")),
+                                ("lcm.lora", c.lcm_lora, ("lcm_lora_source", "lcm_lora_hash")),
+                                *((f"extra_loras.{s.name}", s, (None, "extra_lora_hashes"))
+                                  for s, _ in c.extra_loras or ())):
             source = getattr(spec, "source", None) if spec is not None else None
             if source and Path(source).expanduser().exists():
                 out.append((key, Path(source).expanduser().resolve(), *cols, source))
     return list(dict.fromkeys(out))
 
 
+def _stored_hashes(stored, key: str, path: Path, source_col: str | None, hash_col: str, given: str) -> set:
+    """The hashes stored rows record for one file: by its source column, or for an extra LoRA (no
+    source column) by its name in the "name:hash, ..." list."""
+    if source_col is None:
+        name = key.split(".", 1)[1]
+        return {h for v in stored[hash_col].dropna() for n, _, h in (e.rpartition(":") for e in v.split(", "))
+                if n == name} - {""}
+    named = stored[source_col].isin({str(path), given})
+    return set(stored.loc[named, hash_col].dropna()) - {""}
+
+
 def _current_hash(hash_column: str, path: Path) -> str:
     from .hashing import path_sha256, safetensors_data_sha256
 
-    return safetensors_data_sha256(path) if hash_column == "lora_hash" else path_sha256(path)
+    lora = hash_column in ("lora_hash", "lcm_lora_hash", "extra_lora_hashes")     # the addnet hash
+    return safetensors_data_sha256(path) if lora else path_sha256(path)
 
 
 def check_unchanged(plan, files) -> None:
@@ -119,11 +134,10 @@ def check_unchanged(plan, files) -> None:
     store = Store(plan.folder)
     if not files or not store.part_files():
         return
-    columns = sorted({c for f in files for c in f[2:4]})
+    columns = sorted({c for f in files for c in f[2:4] if c})
     stored = store.load_rows(columns=columns)
     for key, path, source_col, hash_col, given in files:
-        named = stored[source_col].isin({str(path), given})
-        hashes = set(stored.loc[named, hash_col].dropna()) - {""}
+        hashes = _stored_hashes(stored, key, path, source_col, hash_col, given)
         if not hashes:
             continue
         now = _current_hash(hash_col, path)

@@ -26,7 +26,7 @@ AXIS_COLUMNS: list[tuple[str, pa.DataType]] = [(name, getattr(pa, kind)()) for n
 FACT_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("sweep", STR), ("cell_id", STR), ("image_id", STR),
     ("model_source", STR), ("model_hash", STR), ("vae_source", STR), ("vae_hash", STR), ("scheduler", STR),
-    ("lora_source", STR), ("lora_hash", STR), ("lcm_lora_hash", STR), ("extra_lora_hashes", STR),
+    ("lora_source", STR), ("lora_hash", STR), ("lcm_lora_source", STR), ("lcm_lora_hash", STR), ("extra_lora_hashes", STR),
     ("embedding_source", STR), ("embedding_hash", STR), ("init_image_source", STR), ("init_image_hash", STR),
     ("refiner_source", STR), ("refiner_hash", STR), ("final_width", INT), ("final_height", INT),
     ("image_path", STR), ("image_sha256", STR), ("image_bytes", INT), ("image_flags", STR),

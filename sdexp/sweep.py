@@ -79,6 +79,7 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
         "model_source": item["model_source"], "model_hash": item["model_hash"],
         "vae_source": item["vae_source"], "vae_hash": item["vae_hash"], "scheduler": item["scheduler"],
         "lora_source": cell.lora.source if cell.lora else None, "lora_hash": hashes.get(cell.lora),
+        "lcm_lora_source": cell.lcm_lora.source if cell.lcm_lora else None,
         "lcm_lora_hash": hashes.get(cell.lcm_lora),
         "extra_lora_hashes": ", ".join(f"{s.name}:{hashes[s]}" for s, _ in cell.extra_loras or ()) or None,
         "embedding_source": cell.embedding.source if cell.embedding else None,

@@ -74,6 +74,20 @@ def test_replaced_vae_file_is_an_error_naming_both_hashes(tmp_path, vae_files):
     assert any("1 already stored, 0 to render" in s for s in said)
 
 
+def test_replaced_extra_lora_is_an_error(tmp_path):
+    from adapter_files import write_kohya_lora
+    from render_helpers import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    path, other = tmp_path / "detail.safetensors", tmp_path / "other.safetensors"
+    write_kohya_lora(path, pipe, seed=1)
+    write_kohya_lora(other, pipe, seed=2)
+    lora = [f"+loras.detail={path}", "+extra_loras.detail=0.5", "scorer=none"]
+    run_sweep(cfgs(tmp_path / "results", *lora), [], log=lambda *a: None)
+    path.write_bytes(other.read_bytes())
+    refused(tmp_path / "results", *lora, match=rf"extra_loras.detail='{path}' has changed")
+
+
 def test_cut_off_safetensors_is_refused(tmp_path, vae_files):
     path = tmp_path / "cut.safetensors"
     path.write_bytes(vae_files["tiny"].read_bytes()[:5000])

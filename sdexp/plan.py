@@ -6,6 +6,7 @@ view is checked, then turned into cells (one per init image, prompt row and seed
 from __future__ import annotations
 
 import secrets
+from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -268,14 +269,39 @@ def axis_of_override(key: str) -> str | None:
     return axis_of_key(key)
 
 
+def _columns(cells: list[Cell], names: list[str]) -> dict[str, tuple]:
+    """{field: its value in each cell}, read in one pass (a plan may hold 10^5 cells)."""
+    if not cells:
+        return {n: () for n in names}
+    return dict(zip(names, zip(*map(attrgetter(*names), cells)))) if len(names) > 1 else \
+        {names[0]: tuple(getattr(c, names[0]) for c in cells)}
+
+
+def _shown(value):
+    """An axis value as grids show it (files by name), as Cell.axis gives it."""
+    return value.name if hasattr(value, "name") and hasattr(value, "source") else value
+
+
 def swept_axes(cells: list[Cell], override_keys: list[str] = ()) -> list[str]:
-    return swept({a: [c.axis(a) for c in cells] for a in AXES}, override_keys)
+    """The swept axes of cells (as sdexp.axes.swept): an axis with one value is passed as that value alone,
+    and values are converted once per distinct value."""
+    names = [a for a in AXES if a != "size"]
+    columns = _columns(cells, names)
+    if len(set(columns["width"])) > 1 or len(set(columns["height"])) > 1:
+        columns["size"] = tuple(f"{w}x{h}" for w, h in zip(columns["width"], columns["height"]))
+    values = {}
+    for name, column in columns.items():
+        shown = {v: _shown(v) for v in set(column)}
+        values[name] = [shown[v] for v in column] if len(shown) > 1 else list(shown.values())
+    return swept(values, override_keys)
 
 
 def _check_names(cells: list[Cell]) -> None:
-    for axis in ("model", "vae", "lora", "embedding", "init_image", "refiner"):
+    names = ["model", "vae", "lora", "embedding", "init_image", "refiner"]
+    columns = _columns(cells, names)
+    for axis in names:
         by_name: dict = {}
-        for value in {getattr(c, axis) for c in cells}:
+        for value in set(columns[axis]):
             if value is not None:
                 by_name.setdefault(value.name, set()).add(value.source)
         clash = {n: sorted(map(str, v)) for n, v in by_name.items() if len(v) > 1}

@@ -96,7 +96,7 @@ def weight_files(plan) -> list[tuple[str, Path, str, str, str]]:
     """(key, path, source column, hash column, source as given) of every local weight file or folder
     the plan uses, with the row columns that record its source and hash."""
     out = []
-    for c in plan.cells:
+    for c in _distinct_files(plan.cells):
         for key, spec, cols in (("model.source", c.model, ("model_source", "model_hash")),
                                 ("vae.source", c.vae, ("vae_source", "vae_hash")),
                                 ("lora", c.lora, ("lora_source", "lora_hash")),
@@ -109,6 +109,14 @@ def weight_files(plan) -> list[tuple[str, Path, str, str, str]]:
             if source and Path(source).expanduser().exists():
                 out.append((key, Path(source).expanduser().resolve(), *cols, source))
     return list(dict.fromkeys(out))
+
+
+def _distinct_files(cells) -> list:
+    """One cell per distinct combination of the files cells use (a plan may hold 10^5 cells)."""
+    seen = {}
+    for c in cells:
+        seen.setdefault((c.model, c.vae, c.lora, c.embedding, c.refiner, c.lcm_lora, c.extra_loras), c)
+    return list(seen.values())
 
 
 def _stored_hashes(stored, key: str, path: Path, source_col: str | None, hash_col: str, given: str) -> set:
@@ -156,7 +164,7 @@ def check_hub_ids(plan) -> None:
     from .tiny import TINY_VAES
 
     ids = set()
-    for c in plan.cells:
+    for c in _distinct_files(plan.cells):
         specs = (("model.source", c.model, MODEL_BUILTINS), ("vae.source", c.vae, TINY_VAES),
                  ("refiner", c.refiner, MODEL_BUILTINS))
         for key, spec, builtins in specs:

@@ -25,6 +25,7 @@ import torch
 
 from .cell import Cell
 from .denoise import denoise
+from .lora import activate_lora
 from .models import LoadedModel, ModelCache
 from .render import (
     EncodingCache,
@@ -112,6 +113,7 @@ def render_refiner_passes(cache: ModelCache, enc: EncodingCache, model_of: Calla
 def refiner_pass(refiner: LoadedModel, enc: EncodingCache, cells: list[Cell], first: BaseLatents) -> torch.Tensor:
     """One denoise on the refiner from the base's latents at the switch (lead cells of their trajectories)."""
     lead = cells[0]
+    activate_lora(refiner, ())          # a base model finishing its own denoise: without the base's LoRAs
     seen = [replace(c, model=refiner.spec, **_BASE_ONLY) for c in cells]
     emb = batch_embeddings(enc, refiner, seen)
     scheduler = build_scheduler(get_sampler(lead.sampler), refiner.scheduler_config, [c.seed for c in cells],

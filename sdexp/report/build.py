@@ -154,7 +154,11 @@ def build_report(folder: Path | str, grid: dict | None = None, grids: list[GridP
     report.mkdir(parents=True, exist_ok=True)
     writer = Writer(report)
     for asset in sorted(ASSETS.iterdir()):
-        writer.bytes(report / "assets" / asset.name, asset.read_bytes())
+        if asset.is_dir():           # a script kept in parts (assets/viewer/*.js): joined in name order
+            data = b"".join(part.read_bytes() for part in sorted(asset.glob("*.js")))
+            writer.bytes(report / "assets" / f"{asset.name}.js", data)
+        else:
+            writer.bytes(report / "assets" / asset.name, asset.read_bytes())
 
     images = image_facts(folder, rows, report, writer.keep)
     viewer = write_viewer(folder, rows, groups, images, grid, report, writer, render)

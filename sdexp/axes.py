@@ -234,6 +234,15 @@ def _plain(value):
     return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
 
 
+def _plain_all(values) -> list:
+    """_plain of each value, each distinct value converted once."""
+    try:
+        memo: dict = {}
+        return [memo[v] if v in memo else memo.setdefault(v, _plain(v)) for v in values]
+    except TypeError:            # unhashable values
+        return [_plain(v) for v in values]
+
+
 def _follows(values: Mapping[str, list], axis: str, others: list[str]) -> bool:
     """True when `axis` is set by other axes (LCM's steps and CFG follow the sampler): one value for each
     combination of them. Axes of a full grid never follow others."""
@@ -251,7 +260,7 @@ def swept(values: Mapping[str, Iterable], order: Iterable[str] = ()) -> list[str
     One rule for plan, grids, report, groups, tables and plots: an axis set by others (LCM's steps and
     CFG) is not swept; when Prompt S/R varies it is the axis, not the prompts it makes; width and height
     swept together are one "Size" axis unless the user swept width or height by name."""
-    columns = {a: [_plain(v) for v in values[a]] for a in AXES if a in values}
+    columns = {a: _plain_all(values[a]) for a in AXES if a in values}
     varying = [a for a in AXES if a in columns and len(set(columns[a])) > 1]
     keys = [axis_of_key(k) or k for k in order]
     varying = [a for i, a in enumerate(varying) if not _follows(columns, a, varying[:i])]
@@ -266,8 +275,10 @@ def swept(values: Mapping[str, Iterable], order: Iterable[str] = ()) -> list[str
 
 
 def swept_columns(rows, order: Iterable[str] = ()) -> list[str]:
-    """The swept axes of stored rows (a pandas DataFrame), by the same rule as a plan's."""
-    return swept({a: rows[a].tolist() for a in AXES if a in rows.columns}, order)
+    """The swept axes of stored rows (a pandas DataFrame), by the same rule as a plan's; a column of one
+    value is passed as that value alone (a store may hold 10^5 rows)."""
+    return swept({a: rows[a].tolist() if rows[a].nunique(dropna=False) > 1 else rows[a].head(1).tolist()
+                  for a in AXES if a in rows.columns}, order)
 
 
 def unused(rows, axis: str) -> bool:

@@ -369,8 +369,24 @@ def plain_value(v):
     return v
 
 
+def plain_records(rows: pd.DataFrame) -> list[dict]:
+    """Rows as dicts of plain Python values (plain_value of each), column by column: each distinct
+    value of a column is converted once."""
+    columns = []
+    for name in rows.columns:
+        values = rows[name].tolist()
+        try:
+            memo: dict = {}
+            columns.append([memo[v] if v in memo else memo.setdefault(v, plain_value(v)) for v in values])
+        except TypeError:        # unhashable values
+            columns.append([plain_value(v) for v in values])
+    return [dict(zip(rows.columns, vals)) for vals in zip(*columns)]
+
+
 def ordered_values(values) -> list:
     """Distinct values: numeric ones sorted, others by first appearance; None last."""
+    if hasattr(values, "unique"):         # a column: its distinct values, in order of appearance, first
+        values = values.unique()
     distinct = list(dict.fromkeys(plain_value(v) for v in values))
     present = [v for v in distinct if v is not None]
     tail = [None] if None in distinct else []
@@ -477,7 +493,8 @@ def render_grids(rows: pd.DataFrame, root: Path, out_dir: Path, x: str, y: str |
              and not (a == "size" and not size_extra)
              and not (a in ("steps", "cfg") and _follows(rows, a, axes))]
     order = {a: ordered_values(rows[a]) for a in axes + extra}
-    records = [{k: plain_value(v) for k, v in r.items()} for r in rows.to_dict("records")]
+    used = [*axes, *extra, "seed", "image_path", "image_flags", *([info.column] if info and info.column else [])]
+    records = plain_records(rows[[c for c in dict.fromkeys(used) if c in rows.columns]])
 
     groups_by: dict[tuple, list[dict]] = {}
     for rec in records:

@@ -51,8 +51,12 @@ def summarize(rows: pd.DataFrame, folder: Path, grid: dict | None) -> dict:
         facts.append(("Seeds per prompt", str(rows.groupby("prompt")["seed"].nunique().max()
                                               if "prompt" in rows.columns else rows["seed"].nunique())))
     if "seconds" in rows.columns and rows["seconds"].notna().any():
+        timed = rows["seconds"].notna()
         total = float(rows["seconds"].sum())
-        facts.append(("Render time", f"{duration(total)} ({total / len(rows):.2f} s per image)"))
+        text = f"{duration(total)} ({total / int(timed.sum()):.2f} s per image"
+        if "warmup_seconds" in rows.columns and rows["warmup_seconds"].notna().any():   # first batches apart
+            text += f"; warm-up batches {duration(float(rows['warmup_seconds'].sum()))} more"
+        facts.append(("Render time", text + ")"))
     if "created_at" in rows.columns and rows["created_at"].notna().any():
         times = pd.to_datetime(rows["created_at"], utc=True, errors="coerce").dropna()
         if len(times):

@@ -2,8 +2,10 @@
 
 Reference grid: 3 VAEs x 2 clip skips x 3 CFG scales x 4 seeds x 2 prompts (144 images), Euler a.
 Both run in this one process, side by side. Prints images/s, UNet evaluations (samples through
-the UNet) and peak memory of each, the bare batched UNet loop doing sdexp's UNet evaluations, and
-as its last line `speedup_vs_naive=<ratio>`.
+the UNet) and peak memory of each, the bare batched UNet loop doing sdexp's UNet evaluations, sdexp
+with CLIP scoring against the bare necessary work (the same UNet evaluations, VAE decodes and CLIP
+scores, batched, nothing else), the stage line of each sdexp run, and key=value lines:
+`fraction_of_bare_unet_loop=`, `fraction_of_bare_work=` and, last, `speedup_vs_naive=<ratio>`.
 
     python benchmarks/sweep_vs_naive.py                      # tiny model, CPU
     python benchmarks/sweep_vs_naive.py --full-size --device cuda --dtype float16 --size 512 --steps 20
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 from sdexp import tiny
+from sdexp.clipscore import ClipScorer
 from sdexp.encode import encode_prompts
 from sdexp.models import ModelCache, ModelSpec, VaeSpec, load_model, load_vae
 from sdexp.plan import Cell, Plan
@@ -103,9 +106,34 @@ def full_size_folder(dtype: torch.dtype) -> Path:
     return folder
 
 
-def cells(model: ModelSpec, vaes: list[VaeSpec], steps: int, size: int) -> list[Cell]:
+def full_size_clip_folder() -> Path:
+    """A CLIP ViT-L/14 scorer (the architecture of openai/clip-vit-large-patch14) with random weights,
+    saved once with SD1.5's tokenizer and CLIP's image processor (224 px)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from sdexp.single_file import skeleton_folder
+
+    folder = tiny.cache_root() / "bench-clip-l-random"
+    if (folder / "config.json").exists():
+        return folder
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                     "num_attention_heads": 12, "max_position_embeddings": 77, "projection_dim": 768},
+        vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                       "num_attention_heads": 16, "image_size": 224, "patch_size": 14, "projection_dim": 768},
+        projection_dim=768)
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 224},
+                                                     crop_size={"height": 224, "width": 224}),
+                  tokenizer=CLIPTokenizer.from_pretrained(skeleton_folder("sd15") / "tokenizer")).save_pretrained(folder)
+    return folder
+
+
+def cells(model: ModelSpec, vaes: list[VaeSpec], steps: int, size: int, seeds=SEEDS, prompts=PROMPTS,
+          cfgs=CFGS, clip_skips=CLIP_SKIPS) -> list[Cell]:
     return [Cell(model, vae, "Euler a", steps, cfg, cs, seed, prompt, NEGATIVE, size, size)
-            for vae, cs, cfg, seed, prompt in itertools.product(vaes, CLIP_SKIPS, CFGS, SEEDS, PROMPTS)]
+            for vae, cs, cfg, seed, prompt in itertools.product(vaes, clip_skips, cfgs, seeds, prompts)]
 
 
 def naive(cells_: list[Cell], device, dtype, out: Path) -> dict:
@@ -137,17 +165,21 @@ def naive(cells_: list[Cell], device, dtype, out: Path) -> dict:
     return {"seconds": seconds, "unet_calls": counter.calls, "unet_samples": counter.samples}
 
 
-def sdexp_sweep(cells_: list[Cell], device, dtype, out: Path, batch_size: int) -> dict:
-    """The sdexp engine: plan, shared encodings and latents, batched denoise, store rows and PNGs."""
-    plan = Plan(cells=cells_, folder=out, name="bench", swept=[], grid={}, scorer={"enabled": False},
+def sdexp_sweep(cells_: list[Cell], device, dtype, out: Path, batch_size, scorer=None,
+                compile_unet: bool = False) -> dict:
+    """The sdexp engine: plan, shared encodings and latents, batched denoise, CLIP scores (with a
+    scorer), store rows and PNGs. Models and the scorer are loaded before the clock starts, as the
+    naive loop's pipeline is."""
+    plan = Plan(cells=cells_, folder=out, name="bench", swept=[], grid={},
+                scorer={"enabled": scorer is not None, "source": scorer.source if scorer else None},
                 run={"device": str(device), "dtype": str(dtype).replace("torch.", ""), "batch_size": batch_size,
-                     "max_resident_models": 1, "progress": False, "channels_last": True, "compile": False})
+                     "max_resident_models": 1, "progress": False, "channels_last": True, "compile": compile_unet})
     from diffusers import UNet2DConditionModel
 
     samples = {"calls": 0, "samples": 0}
-    cache = ModelCache(1)   # loaded before the clock starts, as the naive loop's pipeline is
-    model = cache.model(cells_[0].model, lambda spec: load_model(spec, device, dtype,
-                                                                 channels_last=device.type == "cuda"))
+    cache = ModelCache(1)
+    model = cache.model(cells_[0].model, lambda spec: load_model(
+        spec, device, dtype, channels_last=device.type == "cuda", compile=compile_unet))
     for vae in dict.fromkeys(c.vae for c in cells_):
         cache.vae(vae, model)
 
@@ -156,33 +188,54 @@ def sdexp_sweep(cells_: list[Cell], device, dtype, out: Path, batch_size: int) -
             samples["calls"] += 1
             samples["samples"] += args[0].shape[0]
 
+    said = []
     handle = torch.nn.modules.module.register_module_forward_pre_hook(count)
     try:
         t0 = time.perf_counter()
         store = Store(out)
         with store.lock():
-            render_plan(plan, store, log=lambda *a: None, cache=cache)
+            render_plan(plan, store, log=said.append, cache=cache, scorer=scorer)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
     finally:
         handle.remove()
-    return {"seconds": seconds, "unet_calls": samples["calls"], "unet_samples": samples["samples"]}
+    stages = next((m.removeprefix("sdexp: ") for m in said if m.startswith("sdexp: stages:")), "")
+    return {"seconds": seconds, "unet_calls": samples["calls"], "unet_samples": samples["samples"],
+            "stages": stages}
 
 
 @torch.no_grad()
-def bare_unet_loop(cells_: list[Cell], device, dtype, batch_size: int) -> float:
-    """The same UNet evaluations as sdexp's batches, with nothing else: the throughput ceiling."""
+def bare_work(cells_: list[Cell], device, dtype, batch_size: int, scorer=None, decode: bool = False) -> float:
+    """The necessary work alone, batched as sdexp batches it, back to back: sdexp's UNet evaluations
+    (random latents and embeddings, no scheduler), and with `decode` one VAE decode per image and,
+    with a scorer, its CLIP score (from the decoded tensor, prompts encoded once). Nothing else:
+    no files, rows or bookkeeping. Without decode and scorer: the bare UNet loop."""
     model = load_model(cells_[0].model, device, dtype, channels_last=device.type == "cuda")
-    hidden = model.text_encoder.config.hidden_size
+    vaes = {spec: load_vae(spec, model)[0] for spec in dict.fromkeys(c.vae for c in cells_)} if decode else {}
+    config = model.unet.config
     t0 = time.perf_counter()
     for batch in plan_batches(cells_, batch_size):
         lead = batch.lead
-        n = len(lead) * (2 if lead[0].cfg > 1 else 1)
-        x = torch.randn(n, 4, lead[0].height // 8, lead[0].width // 8, device=device, dtype=dtype)
-        emb = torch.randn(n, 77, hidden, device=device, dtype=dtype)
+        guided = lead[0].cfg > 1
+        n = len(lead) * (2 if guided else 1)
+        x = torch.randn(len(lead), config.in_channels, lead[0].height // 8, lead[0].width // 8, device=device,
+                        dtype=dtype)
+        emb = torch.randn(n, 77, config.cross_attention_dim, device=device, dtype=dtype)
+        added = None
+        if model.family == "sdxl":        # pooled text embedding and the six size/crop ids
+            pooled = config.projection_class_embeddings_input_dim - 6 * config.addition_time_embed_dim
+            added = {"text_embeds": torch.randn(n, pooled, device=device, dtype=dtype),
+                     "time_ids": torch.randn(n, 6, device=device, dtype=dtype)}
         for t in range(lead[0].steps):
-            model.unet(x, 999 - t * 50, encoder_hidden_states=emb, return_dict=False)
+            model.unet(torch.cat([x] * 2) if guided else x, 999 - t * 50, encoder_hidden_states=emb,
+                       added_cond_kwargs=added, return_dict=False)
+        for spec, vae in vaes.items():
+            picks = [(i, c) for i, t in enumerate(batch.trajectories) for c in t if c.vae == spec]
+            raw = vae.decode(x[[i for i, _ in picks]] / vae.config.scaling_factor, return_dict=False)[0]
+            pixels = ((raw / 2 + 0.5).clamp(0, 1).float() * 255).round().to(torch.uint8)
+            if scorer is not None:
+                scorer.score_pixels(list(pixels), [c.scoring_prompt for _, c in picks])
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -196,6 +249,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--full-size", action="store_true", help="SD1.5 architecture, random weights")
+    ap.add_argument("--repeats", type=int, default=2, help="runs of sdexp with scoring and of the bare work")
     args = ap.parse_args()
     quiet_libraries()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -221,11 +275,25 @@ def main() -> None:
             print(f"{name:6s} {len(grid) / r['seconds']:8.2f} images/s  {r['seconds']:7.1f} s  "
                   f"UNet calls {r['unet_calls']:5d}  UNet evaluations (samples) {r['unet_samples']:6d}  "
                   f"peak memory {r['memory']}")
-    bare = bare_unet_loop(grid, device, dtype, args.batch_size)
+    bare = bare_work(grid, device, dtype, args.batch_size)
     print(f"bare batched UNet loop (sdexp's UNet evaluations, nothing else): {bare:.1f} s; "
           f"sdexp throughput = {bare / results['sdexp']['seconds']:.2f} of it")
+    print(results["sdexp"]["stages"])
+    # the necessary work: sdexp with CLIP scoring against the UNet evaluations, decodes and scores
+    # alone, each the best of --repeats runs, alternating, back to back in this process
+    scorer = ClipScorer(str(full_size_clip_folder()) if args.full_size else "tiny", device)
+    scored, work = float("inf"), float("inf")
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            run = sdexp_sweep(grid, device, dtype, Path(tmp) / f"scored-{r}", args.batch_size, scorer)
+            scored = min(scored, run["seconds"])
+            work = min(work, bare_work(grid, device, dtype, args.batch_size, scorer, decode=True))
+    print(f"sdexp with CLIP scoring {scored:.1f} s ({len(grid) / scored:.2f} images/s); "
+          f"bare work (UNet evaluations, VAE decodes, CLIP scores) {work:.1f} s")
+    print(run["stages"])
+    print(f"fraction_of_bare_unet_loop={bare / results['sdexp']['seconds']:.2f}")
+    print(f"fraction_of_bare_work={work / scored:.2f}")
     print(f"speedup_vs_naive={results['naive']['seconds'] / results['sdexp']['seconds']:.2f}")
-
 
 if __name__ == "__main__":
     main()

@@ -100,9 +100,11 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
     }
 
 
-def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = None) -> int:
+def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = None,
+                scorer: ClipScorer | None = None) -> int:
     """Render every cell of the plan not yet in the store; returns the number rendered.
-    A caller may pass its own model cache, to keep models loaded across sweeps. Each batch is
+    A caller may pass its own model cache and CLIP scorer (of the plan's scorer source, on the
+    render device), to keep them loaded across sweeps. Each batch is
     CLIP-scored on the render device, then handed to the writer pool (sdexp.writer), which writes
     its PNGs and then its rows while the next batch renders. Ends with the line of stage timings."""
     quick_repair(store, log)          # the cheap store check: damaged rows and images are rendered again
@@ -118,7 +120,10 @@ def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = 
     batch_size = resolve_batch_size(plan, device)
     options = {"channels_last": device.type == "cuda" and plan.run["channels_last"],
                "compile": device.type == "cuda" and plan.run["compile"]}
-    scorer = ClipScorer(plan.scorer["source"], device) if plan.scorer["enabled"] else None
+    if not plan.scorer["enabled"]:
+        scorer = None
+    elif scorer is None:
+        scorer = ClipScorer(plan.scorer["source"], device)
     cache = cache or ModelCache(plan.run["max_resident_models"])
     bar = tqdm(total=len(todo), unit="img", desc=plan.name, disable=not plan.run["progress"], file=sys.stderr)
     clock = StageClock(torch.cuda.synchronize if device.type == "cuda" else None)

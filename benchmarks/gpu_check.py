@@ -36,33 +36,6 @@ from sdexp.models import ModelSpec, VaeSpec  # noqa: E402
 from sdexp.sweep import quiet_libraries  # noqa: E402
 
 
-def sdxl_folder(dtype: torch.dtype) -> Path:
-    """A full-size SDXL base architecture with random weights, saved once as a diffusers folder."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer)
-
-    from sdexp import tiny
-    from sdexp.single_file import skeleton_folder
-
-    folder = tiny.cache_root() / "bench-sdxl-random"
-    if (folder / "model_index.json").exists():
-        return folder
-    skel = skeleton_folder("sdxl")
-    torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):      # random init on the GPU: fast
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(skel / "unet")).to(dtype)
-        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(skel / "vae")).to(dtype)
-        text = CLIPTextModel(CLIPTextConfig.from_pretrained(skel / "text_encoder")).to(dtype)
-        text_2 = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(skel / "text_encoder_2")).to(dtype)
-    pipe = StableDiffusionXLPipeline(
-        vae=vae, text_encoder=text, text_encoder_2=text_2, unet=unet,
-        tokenizer=CLIPTokenizer.from_pretrained(skel / "tokenizer"),
-        tokenizer_2=CLIPTokenizer.from_pretrained(skel / "tokenizer_2"),
-        scheduler=EulerDiscreteScheduler.from_pretrained(skel / "scheduler"), add_watermarker=False)
-    pipe.save_pretrained(folder, safe_serialization=True)
-    return folder
-
-
 def steady(folder: Path) -> dict:
     """Images per second past warm-up, from the stored rows (warm-up rows keep only warmup_seconds)."""
     rows = sdexp.load_rows(folder, columns=["seconds", "warmup_seconds"])
@@ -98,7 +71,7 @@ def main(argv=None) -> int:
         vaes = [VaeSpec("Automatic", None), VaeSpec("vae-a", f"{source}/vae"), VaeSpec("vae-b", f"{source}/vae/")]
         grid = svn.cells(model, vaes, steps, size)
         scorer = ClipScorer(str(svn.full_size_clip_folder()), device)
-        xl = ModelSpec("sdxl-random", str(sdxl_folder(dtype)), skeleton="sdxl")
+        xl = ModelSpec("sdxl-random", str(svn.full_size_folder(dtype, "sdxl")), skeleton="sdxl")
     else:
         model = ModelSpec("tiny", "tiny")
         vaes = [VaeSpec("Automatic", None), VaeSpec("tiny_alt", "tiny_alt")]

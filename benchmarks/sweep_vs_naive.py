@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import tempfile
 import threading
 import time
@@ -83,26 +84,36 @@ class PeakMemory:
         return f"{self.peak / 2**20:.0f} MiB ({kind})"
 
 
-def full_size_folder(dtype: torch.dtype) -> Path:
-    """A full-size SD1.5 architecture with random weights, saved once as a diffusers folder."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def full_size_folder(dtype: torch.dtype, family: str = "sd15") -> Path:
+    """A full-size SD1.5 (or SDXL base, `family="sdxl"`) architecture with random weights, from the
+    shipped skeleton, saved once as a diffusers folder (initialized on the GPU when there is one)."""
+    import diffusers
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     from sdexp.single_file import skeleton_folder
 
-    folder = tiny.cache_root() / "bench-sd15-random"
+    folder = tiny.cache_root() / f"bench-{family}-random"
     if (folder / "model_index.json").exists():
         return folder
-    skel = skeleton_folder("sd15")
+    skel = skeleton_folder(family)
     torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(skel / "unet"))
-    vae = AutoencoderKL.from_config(AutoencoderKL.load_config(skel / "vae"))
-    text = CLIPTextModel(CLIPTextConfig.from_pretrained(skel / "text_encoder"))
-    pipe = StableDiffusionPipeline.from_pretrained(
-        tiny.tiny_model_folder(), unet=unet, vae=vae, text_encoder=text,
-        tokenizer=CLIPTokenizer.from_pretrained(skel / "tokenizer"), safety_checker=None,
-        requires_safety_checker=False)
-    pipe.to(dtype=dtype).save_pretrained(folder, safe_serialization=True)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        parts = {"unet": UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(skel / "unet")),
+                 "vae": AutoencoderKL.from_config(AutoencoderKL.load_config(skel / "vae")),
+                 "text_encoder": CLIPTextModel(CLIPTextConfig.from_pretrained(skel / "text_encoder"))}
+        if family == "sdxl":
+            parts["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(skel / "text_encoder_2"))
+    parts = {k: v.to(dtype) for k, v in parts.items()}
+    parts.update({t: CLIPTokenizer.from_pretrained(skel / t) for t in ("tokenizer", "tokenizer_2") if (skel / t).is_dir()})
+    scheduler = json.loads((skel / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
+    parts["scheduler"] = getattr(diffusers, scheduler).from_pretrained(skel / "scheduler")
+    if family == "sdxl":
+        pipe = StableDiffusionXLPipeline(**parts, add_watermarker=False)
+    else:
+        pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None,
+                                       requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
     return folder
 
 

@@ -124,14 +124,13 @@ class StageLog:
         return head
 
 
-def format_duration(seconds: float, about: bool = True) -> str:
-    """8104 -> 'about 2 h 15 m'; 754 -> 'about 12 m 34 s'; 42.3 -> 'about 42 s'; 0.4 -> 'about 0.4 s'."""
+def format_duration(seconds: float, about: bool = True, minute: str = "m") -> str:
+    """8104 -> 'about 2 h 15 m'; 754 -> 'about 12 m 34 s'; 42.3 -> 'about 42.3 s' (`minute="min"`:
+    '2 h 15 min', the report's spelling)."""
     prefix = "about " if about else ""
-    if seconds < 10:
-        return f"{prefix}{seconds:.1f} s"
     s = int(round(seconds))
     if s < 60:
-        return f"{prefix}{s} s"
+        return f"{prefix}{seconds:.1f} s"
     if s < 3600:
-        return f"{prefix}{s // 60} m {s % 60} s"
-    return f"{prefix}{s // 3600} h {s % 3600 // 60} m"
+        return f"{prefix}{s // 60} {minute} {s % 60} s"
+    return f"{prefix}{s // 3600} h {s % 3600 // 60} {minute}"

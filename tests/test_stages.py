@@ -68,14 +68,14 @@ def test_line_gives_shares_of_the_steady_batches():
     log.add("b", 4, False, 10.0, {**zero, "denoise": 7.2, "decode": 0.8, "score": 0.7, "wait": 0.04})
     line = log.line()
     # of 20 s: denoise 14.2 (71%), decode 1.8 (9%), score 1.2 (6%), wait 0.04 (0%: left out), other 2.76
-    assert line.startswith("stages: denoise 71%, decode 9%, score 6%, other 14% of 20 s on the render thread;")
-    assert "write 3.0 s in the background" in line and "warm-up 30 s in 1 batch (kept apart)" in line
+    assert line.startswith("stages: denoise 71%, decode 9%, score 6%, other 14% of 20.0 s on the render thread;")
+    assert "write 3.0 s in the background" in line and "warm-up 30.0 s in 1 batch (kept apart)" in line
     assert StageLog().line() == "stages: no batch past warm-up"
 
 
 @pytest.mark.parametrize("seconds, text", [(8104, "about 2 h 15 m"), (7199, "about 1 h 59 m"),
                                            (754, "about 12 m 34 s"), (60, "about 1 m 0 s"),
-                                           (42.3, "about 42 s"), (3.3, "about 3.3 s")])
+                                           (42.3, "about 42.3 s"), (3.3, "about 3.3 s")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
 

@@ -9,6 +9,7 @@ import pandas as pd
 from ..axes import AXES, swept_columns, unused
 from ..grid import AXIS_LABELS, format_value, ordered_values
 from ..image_health import FLAG_MEANING, flagged
+from ..stages import format_duration
 
 VERSION_COLUMNS = ["sdexp_version", "torch_version", "diffusers_version", "transformers_version",
                    "python_version"]
@@ -16,12 +17,7 @@ VERSION_COLUMNS = ["sdexp_version", "torch_version", "diffusers_version", "trans
 
 def duration(seconds: float) -> str:
     """83.2 -> '1 min 23 s'; 4000 -> '1 h 6 min'."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{seconds:.1f} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {s % 3600 // 60} min"
+    return format_duration(seconds, about=False, minute="min")
 
 
 def _distinct(rows: pd.DataFrame, column: str) -> list[str]:

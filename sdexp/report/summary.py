@@ -46,13 +46,13 @@ def summarize(rows: pd.DataFrame, folder: Path, grid: dict | None) -> dict:
     if "seed" in rows.columns:
         facts.append(("Seeds per prompt", str(rows.groupby("prompt")["seed"].nunique().max()
                                               if "prompt" in rows.columns else rows["seed"].nunique())))
-    if "seconds" in rows.columns and rows["seconds"].notna().any():
-        timed = rows["seconds"].notna()
-        total = float(rows["seconds"].sum())
-        text = f"{duration(total)} ({total / int(timed.sum()):.2f} s per image"
-        if "warmup_seconds" in rows.columns and rows["warmup_seconds"].notna().any():   # first batches apart
-            text += f"; warm-up batches {duration(float(rows['warmup_seconds'].sum()))} more"
-        facts.append(("Render time", text + ")"))
+    steady, warm = (rows[c] if c in rows.columns else pd.Series(dtype=float) for c in ("seconds", "warmup_seconds"))
+    if steady.notna().any() or warm.notna().any():
+        total = float(steady.sum()) + float(warm.sum())
+        parts = [f"{float(steady.sum()) / int(steady.notna().sum()):.2f} s per image"] if steady.notna().any() else []
+        if warm.notna().any():       # the first batch of each model and size, kept out of the rate
+            parts.append(f"{duration(float(warm.sum()))} of it warm-up")
+        facts.append(("Render time", f"{duration(total)} ({'; '.join(parts)})"))
     if "created_at" in rows.columns and rows["created_at"].notna().any():
         times = pd.to_datetime(rows["created_at"], utc=True, errors="coerce").dropna()
         if len(times):

@@ -50,6 +50,11 @@ def sweep(grid, device, dtype, out: Path, batch_size, scorer=None, compile_unet:
             "images_per_s": round(len(grid) / r["seconds"], 3), **steady(out), "stages": r["stages"]}
 
 
+def progress(section: str, out: dict) -> None:
+    """Each section on stderr as it finishes, so a run cut short still tells what it measured."""
+    print(json.dumps({"section": section, **out[section]}), file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny models and a small grid, on the CPU")
@@ -98,12 +103,13 @@ def main(argv=None) -> int:
                        "speedup_vs_naive": round(sd15["images_per_s"] / naive_rate, 2),
                        "sdexp_with_clip": scored, "bare_work_seconds": round(work, 2),
                        "fraction_of_bare_work": round(work / scored["seconds"], 3)}
-        print(json.dumps({"progress": "sd15", **out["sd15"]}), file=sys.stderr)
+        progress("sd15", out)
         if cuda:
             out["sd15_compile"] = sweep(grid, device, dtype, tmp / "sd15-compile", args.batch_size,
                                         compile_unet=True)
         else:
             out["sd15_compile"] = {"skipped": "run.compile applies on CUDA only"}
+        progress("sd15_compile", out)
         xl_grid = svn.cells(xl, [VaeSpec("Automatic", None)], steps, sdxl_size, seeds=(0, 1),
                             prompts=svn.PROMPTS[:1] if not cuda else svn.PROMPTS, cfgs=(5.0,), clip_skips=(1,))
         xl_batch = 4 if cuda else args.batch_size
@@ -112,6 +118,7 @@ def main(argv=None) -> int:
         out["sdxl"] = {"size": sdxl_size, "steps": steps, "batch_size": xl_batch, "sdexp": xl_run,
                        "bare_unet_loop_seconds": round(xl_bare, 2),
                        "fraction_of_bare_unet_loop": round(xl_bare / xl_run["seconds"], 3)}
+        progress("sdxl", out)
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()

@@ -91,9 +91,9 @@ def main(argv=None) -> int:
         (tmp / "naive").mkdir()
         naive = svn.naive(grid[:args.naive_images], device, dtype, tmp / "naive")
         sd15 = sweep(grid, device, dtype, tmp / "sd15", args.batch_size)
-        bare = svn.bare_work(grid, device, dtype, args.batch_size)
+        bare = svn.bare_work(grid, device, dtype, args.batch_size)["seconds"]
         scored = sweep(grid, device, dtype, tmp / "sd15-clip", args.batch_size, scorer)
-        work = svn.bare_work(grid, device, dtype, args.batch_size, scorer, decode=True)
+        work = svn.bare_work(grid, device, dtype, args.batch_size, scorer, decode=True)["seconds"]
         naive_rate = min(args.naive_images, len(grid)) / naive["seconds"]
         out["sd15"] = {"size": size, "steps": steps, "sdexp": sd15,
                        "naive": {"images": min(args.naive_images, len(grid)), "seconds": round(naive["seconds"], 2),
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
                             prompts=svn.PROMPTS[:1] if not cuda else svn.PROMPTS, cfgs=(5.0,), clip_skips=(1,))
         xl_batch = 4 if cuda else args.batch_size
         xl_run = sweep(xl_grid, device, dtype, tmp / "sdxl", xl_batch)
-        xl_bare = svn.bare_work(xl_grid, device, dtype, xl_batch)
+        xl_bare = svn.bare_work(xl_grid, device, dtype, xl_batch)["seconds"]
         out["sdxl"] = {"size": sdxl_size, "steps": steps, "batch_size": xl_batch, "sdexp": xl_run,
                        "bare_unet_loop_seconds": round(xl_bare, 2),
                        "fraction_of_bare_unet_loop": round(xl_bare / xl_run["seconds"], 3)}

@@ -119,8 +119,9 @@ class StageLog:
             head = (f"stages: {', '.join(parts)} of {format_duration(wall, about=False)} on the render "
                     f"thread; write {format_duration(t['write'], about=False)} in the background")
         if warm:
+            n = len({b["batch_id"] for b in warm})        # a batch yields once per VAE
             head += (f"; warm-up {format_duration(sum(b['wall'] for b in warm), about=False)} in "
-                     f"{len(warm)} batch{'es' if len(warm) > 1 else ''} (kept apart)")
+                     f"{n} batch{'es' if n > 1 else ''} (kept apart)")
         return head
 
 

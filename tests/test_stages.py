@@ -63,7 +63,8 @@ def test_warmup_is_the_first_batch_of_each_model_and_size():
 def test_line_gives_shares_of_the_steady_batches():
     log = StageLog()
     zero = dict.fromkeys(stages.STAGES, 0.0)
-    log.add("w", 4, True, 30.0, {**zero, "denoise": 25.0})
+    log.add("w", 4, True, 20.0, {**zero, "denoise": 15.0})
+    log.add("w", 4, True, 10.0, {**zero, "decode": 1.0})          # its second VAE: the same batch
     log.add("a", 4, False, 10.0, {**zero, "denoise": 7.0, "decode": 1.0, "score": 0.5, "write": 3.0})
     log.add("b", 4, False, 10.0, {**zero, "denoise": 7.2, "decode": 0.8, "score": 0.7, "wait": 0.04})
     line = log.line()

@@ -5,6 +5,7 @@
                                  image_path says where its image is)
     rows/part-*.parquet          the rows, in the declared schema of sdexp.schema
     config/run-*.yaml            the resolved config of every run
+    timings/run-*.parquet        each run's seconds per stage and batch (sdexp.stages)
     quarantine/                  damaged or foreign files that `sdexp verify --repair` moved aside
 
 Every file is written to a temporary name in its final folder and renamed into place, so a run
@@ -163,6 +164,7 @@ class Store:
         self.rows = self.folder / "rows"
         self.grids = self.folder / "grids"
         self.configs = self.folder / "config"
+        self.timings = self.folder / "timings"
         self.quarantine = self.folder / "quarantine"
         self.appended = 0        # part files this Store has written
 
@@ -184,7 +186,7 @@ class Store:
             os.close(fd)
 
     def clear_leftovers(self) -> None:
-        for d in (self.images, self.rows, self.grids, self.configs):
+        for d in (self.images, self.rows, self.grids, self.configs, self.timings):
             for tmp in [*d.glob(f".*{TMP_SUFFIX}"), *d.glob(f"*/.*{TMP_SUFFIX}")]:
                 tmp.unlink(missing_ok=True)
         self.finish_replacements()
@@ -295,6 +297,17 @@ class Store:
     def write_png(self, image_id: str, image) -> str:
         """Write a PIL image; returns its path relative to the store."""
         return self.write_image(image_id, image)["image_path"]
+
+    def save_timings(self, batches: list[dict]) -> Path | None:
+        """One run's stage timings, one row per batch and VAE (sdexp.stages), as timings/run-*.parquet."""
+        if not batches:
+            return None
+        self.timings.mkdir(parents=True, exist_ok=True)
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(batches), buf)
+        path = self.timings / f"run-{stamp()}.parquet"
+        atomic_write_bytes(path, buf.getvalue().to_pybytes())
+        return path
 
     def save_config(self, configs: list[dict]) -> Path:
         path = self.configs / f"run-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}.yaml"

@@ -104,9 +104,10 @@ def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = 
                 scorer: ClipScorer | None = None) -> int:
     """Render every cell of the plan not yet in the store; returns the number rendered.
     A caller may pass its own model cache and CLIP scorer (of the plan's scorer source, on the
-    render device), to keep them loaded across sweeps. Each batch is
-    CLIP-scored on the render device, then handed to the writer pool (sdexp.writer), which writes
-    its PNGs and then its rows while the next batch renders. Ends with the line of stage timings."""
+    render device), to keep them loaded across sweeps. Each batch is CLIP-scored on the render
+    device, then handed to the writer pool (sdexp.writer), which writes its PNGs and then its rows
+    while the next batch renders. The stage timings of each batch go to timings/run-*.parquet, and
+    their line ends the render."""
     quick_repair(store, log)          # the cheap store check: damaged rows and images are rendered again
     done = store.image_ids()
     todo = [c for c in plan.cells if c.image_id not in done]
@@ -153,6 +154,7 @@ def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = 
     for k, b in enumerate(stages.batches):
         b["write"] = writer.seconds.get(k, 0.0)     # the writer's time on it, in the background
     bar.close()
+    store.save_timings(stages.batches)
     log(f"sdexp: {stages.line()}")
     return len(todo)
 

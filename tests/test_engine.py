@@ -118,6 +118,13 @@ def test_dry_run_counts_work_and_renders_nothing(compose_cfg, tmp_path):
     assert [m for m in said if m.startswith("sdexp: stages: no batch past warm-up; warm-up ")]
     rows = sdexp.load_rows(tmp_path / "results" / "dry")
     assert rows.seconds.isna().all() and (rows.warmup_seconds > 0).all()
+    import pandas as pd
+
+    from sdexp.stages import STAGES
+
+    timings = pd.read_parquet(next((tmp_path / "results" / "dry" / "timings").glob("run-*.parquet")))
+    assert set(STAGES) <= set(timings.columns) and timings.warmup.all() and timings.images.sum() == 4
+    assert (timings.denoise > 0).all() and (timings.decode > 0).all() and (timings.write > 0).all()
     again = run_sweep(cfgs, ["vae", "cfg"], log=lambda *a: None)["summary"]
     assert again["stored"] == 4 and again["to_render"] == 12
     assert again["estimate_seconds"] is not None and again["estimate_seconds"] > 0   # from the warm-up

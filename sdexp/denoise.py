@@ -172,13 +172,16 @@ def denoise(unet, scheduler, cond: torch.Tensor, uncond: torch.Tensor | None, gu
 
 
 @torch.no_grad()
-def decode(vae, latents: torch.Tensor, flags: list | None = None) -> list:
+def decode(vae, latents: torch.Tensor, flags: list | None = None, pixels: list | None = None) -> list:
     """Latents -> uint8 HxWx3 numpy arrays, as diffusers' image processor rounds them.
-    `flags`, when given, is extended with each image's health flags (sdexp.image_health)."""
+    `flags`, when given, is extended with each image's health flags (sdexp.image_health);
+    `pixels` with each image as a uint8 (3, H, W) tensor on the VAE's device (the same values)."""
     latents = latents.to(device=vae.device, dtype=vae.dtype)
     raw = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
-    images = (raw / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy()
-    arrays = [(im * 255).round().astype("uint8") for im in images]
+    quantized = ((raw / 2 + 0.5).clamp(0, 1).float() * 255).round().to(torch.uint8)   # rounded on the device
+    arrays = list(quantized.permute(0, 2, 3, 1).contiguous().cpu().numpy())
+    if pixels is not None:
+        pixels.extend(quantized)
     if flags is not None:
         from .image_health import image_flags
 

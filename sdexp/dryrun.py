@@ -13,6 +13,7 @@ from .render import plan_batches
 from .axes import FIELDS
 from .models import guidance_embedded, runs_guidance
 from .samplers import build_scheduler, get_sampler, get_schedule
+from .stages import format_duration
 
 SD15_SCHEDULER = Path(__file__).parent / "skeletons" / "sd15" / "scheduler" / "scheduler_config.json"
 SDXL_SCHEDULER = Path(__file__).parent / "skeletons" / "sdxl" / "scheduler" / "scheduler_config.json"
@@ -102,29 +103,74 @@ def summary(plan: Plan, stored: set[str], history: pd.DataFrame, batch_size: int
 
 # the row columns of what a denoise depends on, from the registry (as Cell.trajectory)
 TRAJECTORY_COLUMNS = [a.name for a in FIELDS if a.level not in ("decode", "label")]
+TIMING_KEY = ("model", "width", "height", "sampler", "steps")     # timings that predict one another
+
+
+def timing_history(results_root: Path) -> pd.DataFrame:
+    """The timed rows of every sweep under results_root: the columns of a trajectory, `seconds`, and
+    `warmup` (True where only warmup_seconds was kept: the first batch of a model and size)."""
+    from .store import Store, StoreError
+
+    columns = list(dict.fromkeys(["sweep", *TRAJECTORY_COLUMNS, "seconds", "warmup_seconds"]))
+    frames = []
+    for folder in sorted(Path(results_root).glob("*/rows")) if Path(results_root).is_dir() else []:
+        try:
+            frames.append(Store(folder.parent).load_rows(columns))
+        except (StoreError, OSError, ValueError):
+            continue          # a damaged store times nothing; `sdexp verify` reports it
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=[*columns, "warmup"])
+    rows = pd.concat(frames, ignore_index=True)
+    rows["warmup"] = rows.seconds.isna()
+    rows["seconds"] = rows.seconds.fillna(rows.warmup_seconds)
+    return rows[rows.seconds.notna()]
+
+
+def _evaluations(runs: pd.DataFrame) -> int:
+    return sum(unet_calls(r.sampler, int(r.steps), getattr(r, "schedule", None) or "Automatic")
+               * (2 if r.cfg > 1 else 1) for r in runs.itertuples())
 
 
 def estimate(todo: list[Cell], history: pd.DataFrame) -> float | None:
-    """Seconds to render, at the rate (seconds per UNet evaluation) of stored rows of the same models
-    and sizes; None where there is no such row."""
+    """Seconds to render, at the rate (seconds per UNet evaluation) of stored rows of the same model,
+    size, sampler and steps (from any sweep), else of the same model and size; None where a
+    trajectory has neither."""
     if not todo:
         return 0.0
-    keys = {(c.model.name, c.width, c.height) for c in todo}
-    if history.empty:
+    if history.empty or "seconds" not in history.columns:
         return None
-    same = history[[k in keys for k in zip(history.model, history.width, history.height)]]
-    if same.empty:
-        return None
-    runs = same.drop_duplicates([c for c in TRAJECTORY_COLUMNS if c in same.columns])
-    evaluations = sum(unet_calls(r.sampler, int(r.steps), getattr(r, "schedule", None) or "Automatic")
-                      * (2 if r.cfg > 1 else 1) for r in runs.itertuples())
-    leads = {c.trajectory: c for c in todo}
-    return float(same.seconds.sum()) / evaluations * sum(unet_evaluations(c) for c in leads.values())
+    history = history[history.seconds.notna()]
+    if "warmup" not in history.columns:
+        history = history.assign(warmup=False)
+    rates: dict[tuple, float | None] = {}
+
+    def rate(key: tuple) -> float | None:
+        """Seconds per UNet evaluation of the rows matching key: past warm-up, else warm-up batches."""
+        if key not in rates:
+            same = history[[k == key for k in zip(*(history[c] for c in TIMING_KEY[:len(key)]))]]
+            if (~same.warmup).any():
+                same = same[~same.warmup]
+            runs = same.drop_duplicates([c for c in ["sweep", *TRAJECTORY_COLUMNS] if c in same.columns])
+            evaluations = _evaluations(runs) if not same.empty else 0
+            rates[key] = float(same.seconds.sum()) / evaluations if evaluations else None
+        return rates[key]
+
+    total = 0.0
+    for c in {c.trajectory: c for c in todo}.values():
+        key = tuple(c.axis(k) for k in TIMING_KEY)
+        exact = rate(key)
+        r = exact if exact is not None else rate(key[:3])
+        if r is None:
+            return None
+        total += r * unet_evaluations(c)
+    return total
 
 
 def format_summary(plan: Plan, s: dict) -> str:
-    eta = "unknown (no stored rows of this model and size to time from)" if s["estimate_seconds"] is None \
-        else f"about {s['estimate_seconds']:.0f} s (from stored timings of this model and size)"
+    eta = ("unknown (no stored timings of this model and size under results_root)" if s["estimate_seconds"] is None
+           else f"{format_duration(s['estimate_seconds'])} (from stored timings of the same model, size, "
+                f"sampler and steps)")
     saved = s["unet_evaluations_per_cell_loop"] / max(1, s["unet_evaluations"])
     lines = [
         f"sdexp plan: {plan.name} -> {plan.folder}",

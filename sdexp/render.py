@@ -25,6 +25,7 @@ from .batching import run_split_on_oom
 from .models import LoadedModel, ModelCache, load_model, runs_guidance
 from .cell import Cell, digest
 from .samplers import STEP_ARGUMENTS, build_scheduler, get_sampler, get_schedule
+from .stages import timed
 
 
 @dataclass
@@ -134,7 +135,8 @@ def _denoise_cells(model: LoadedModel, enc: EncodingCache, cells: list[Cell], va
     lead = cells[0]
     sampler = get_sampler(lead.sampler)
     activate_lora(model, lead.lora_stack)
-    emb = batch_embeddings(enc, model, cells)
+    with timed("encode"):
+        emb = batch_embeddings(enc, model, cells)
     scheduler = build_scheduler(sampler, model.scheduler_config, [c.seed for c in cells], get_schedule(lead.schedule))
     generators = [torch.Generator(noise_device(lead, model)).manual_seed(c.seed) for c in cells]
     variations = [(c.subseed, c.subseed_strength) if c.subseed_strength else None for c in cells]
@@ -239,30 +241,33 @@ def decoded(cache: ModelCache, model: LoadedModel, trajectories: list[list[Cell]
         vae, vae_source, vae_hash = cache.vae(vae_spec, model)
         picks = [(i, c) for i, t in enumerate(trajectories) for c in t if c.vae == vae_spec]
         flags: list[str] = []     # image health, one entry per decoded image
+        pixels: list = []         # the images as uint8 (3, H, W) tensors on the render device (CLIP scoring)
         out = []
         for part, arrays, decode_seconds in _timed_chunks(
-                lambda part: decode(vae, latents[[i for i, _ in part]], flags), picks):
+                lambda part: decode(vae, latents[[i for i, _ in part]], flags, pixels), picks, "decode"):
             for (i, cell), array in zip(part, arrays):
                 earlier = shared_seconds[i] / len(trajectories[i]) if shared_seconds else 0.0
                 out.append(_item(cell, array, base or ModelFacts.of(model), sampler, vae_source, vae_hash,
                                  refiner=ModelFacts.of(model) if base else None,
-                                 image_flags=flags[len(out)],
+                                 image_flags=flags[len(out)], pixels=pixels[len(out)],
                                  seconds=earlier + per_image + decode_seconds / len(part),
                                  batch_size=len(lead), batch_index=i, batch_id=_batch_id(lead)))
         yield out
 
 
-def _timed_chunks(fn, items):
-    """run_split_on_oom with the wall time of each chunk: [(items, result, seconds)]."""
+def _timed_chunks(fn, items, stage: str = "denoise"):
+    """run_split_on_oom with the wall time of each chunk: [(items, result, seconds)]; the chunks'
+    time counts as `stage` of the sweep's stage clock (sdexp.stages)."""
     times = []
 
-    def timed(part):
+    def run(part):
         t0 = time.perf_counter()
-        result = fn(part)
+        with timed(stage):
+            result = fn(part)
         times.append(time.perf_counter() - t0)
         return result
 
-    chunks = run_split_on_oom(timed, items)
+    chunks = run_split_on_oom(run, items)
     return [(part, result, t) for (part, result), t in zip(chunks, times)]
 
 

@@ -31,7 +31,7 @@ FACT_COLUMNS: list[tuple[str, pa.DataType]] = [
     ("refiner_source", STR), ("refiner_hash", STR), ("final_width", INT), ("final_height", INT),
     ("image_path", STR), ("image_sha256", STR), ("image_bytes", INT), ("image_flags", STR),
     ("clip_score", FLOAT), ("clip_model", STR),
-    ("seconds", FLOAT), ("batch_size", INT), ("batch_index", INT), ("batch_id", STR),
+    ("seconds", FLOAT), ("warmup_seconds", FLOAT), ("batch_size", INT), ("batch_index", INT), ("batch_id", STR),
     ("device", STR), ("dtype", STR), ("sdexp_version", STR), ("torch_version", STR),
     ("diffusers_version", STR), ("transformers_version", STR), ("python_version", STR),
     ("created_at", STR),

@@ -5,6 +5,7 @@
                                  image_path says where its image is)
     rows/part-*.parquet          the rows, in the declared schema of sdexp.schema
     config/run-*.yaml            the resolved config of every run
+    timings/run-*.parquet        each run's seconds per stage and batch (sdexp.stages)
     quarantine/                  damaged or foreign files that `sdexp verify --repair` moved aside
 
 Every file is written to a temporary name in its final folder and renamed into place, so a run
@@ -16,6 +17,7 @@ writing one sweep at once.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -27,6 +29,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -51,19 +54,56 @@ class StoreError(RuntimeError):
 RUNTIME_FAULTS = (StoreError, OSError)     # reported as one line, exit status 1
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, sync: bool = True) -> None:
     """Write to a temporary name beside `path`, then rename; a failed write (disk full) names the
-    file and leaves no temporary behind."""
+    file and leaves no temporary behind. `sync=False` leaves the fsync to the caller (`sync_files`,
+    before anything that names the file is written)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise StoreError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+@lru_cache(maxsize=1)
+def _syncfs():
+    """libc's syncfs(fd) (Linux), or None where there is none."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    return fn
+
+
+def sync_files(paths: list[Path]) -> None:
+    """Make files written with `atomic_write_bytes(sync=False)` durable, with their names: one
+    syncfs(2) of their file system (data, inodes and the directory entries of the renames), or one
+    fsync per file and per folder where syncfs is missing. Called before the row naming them is written."""
+    if not paths:
+        return
+    fn = _syncfs()
+    if fn is not None:
+        fd = os.open(paths[0].parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if fn(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for p in [*paths, *dict.fromkeys(q for p in paths for q in (p.parent, p.parent.parent))]:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            raise StoreError(f"cannot write {p}: {e.strerror or e}") from e
+        finally:
+            os.close(fd)
 
 
 def image_relpath(image_id: str) -> str:
@@ -124,6 +164,7 @@ class Store:
         self.rows = self.folder / "rows"
         self.grids = self.folder / "grids"
         self.configs = self.folder / "config"
+        self.timings = self.folder / "timings"
         self.quarantine = self.folder / "quarantine"
         self.appended = 0        # part files this Store has written
 
@@ -145,7 +186,7 @@ class Store:
             os.close(fd)
 
     def clear_leftovers(self) -> None:
-        for d in (self.images, self.rows, self.grids, self.configs):
+        for d in (self.images, self.rows, self.grids, self.configs, self.timings):
             for tmp in [*d.glob(f".*{TMP_SUFFIX}"), *d.glob(f"*/.*{TMP_SUFFIX}")]:
                 tmp.unlink(missing_ok=True)
         self.finish_replacements()
@@ -240,21 +281,33 @@ class Store:
         return ids
 
     # images and configs ---------------------------------------------------------------------
-    def write_image(self, image_id: str, image) -> dict:
+    def write_image(self, image_id: str, image, sync: bool = True) -> dict:
         """Write a PIL image (with its text chunks) atomically into its subfolder. Returns the row's
-        facts about it: image_path (relative to the store), image_sha256 and image_bytes of the file."""
+        facts about it: image_path (relative to the store), image_sha256 and image_bytes of the file.
+        `sync=False`: not yet durable; `sync_files` the images before writing their rows."""
         buf = io.BytesIO()
         image.save(buf, format="PNG", pnginfo=image.info.get("pnginfo"))
         data = buf.getvalue()
         rel = image_relpath(image_id)
         path = self.folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, sync)
         return {"image_path": rel, "image_sha256": hashlib.sha256(data).hexdigest(), "image_bytes": len(data)}
 
     def write_png(self, image_id: str, image) -> str:
         """Write a PIL image; returns its path relative to the store."""
         return self.write_image(image_id, image)["image_path"]
+
+    def save_timings(self, batches: list[dict]) -> Path | None:
+        """One run's stage timings, one row per batch and VAE (sdexp.stages), as timings/run-*.parquet."""
+        if not batches:
+            return None
+        self.timings.mkdir(parents=True, exist_ok=True)
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(batches), buf)
+        path = self.timings / f"run-{stamp()}.parquet"
+        atomic_write_bytes(path, buf.getvalue().to_pybytes())
+        return path
 
     def save_config(self, configs: list[dict]) -> Path:
         path = self.configs / f"run-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}.yaml"

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import platform
-from functools import lru_cache
 import sys
+import time
+from functools import lru_cache
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -13,7 +14,7 @@ from tqdm import tqdm
 
 from .batching import auto_batch_size
 from .clipscore import ClipScorer
-from .dryrun import format_summary, summary
+from .dryrun import format_summary, summary, timing_history
 from .estimates import read_groups
 from .grid import DEFAULT_MAX_PIXELS, GridPage, render_grids
 from .models import ModelCache
@@ -21,10 +22,15 @@ from .axes import swept_columns
 from .plan import Plan, grid_axes
 from .render import render
 from .report import build_report
+from .stages import StageClock, StageLog
 from .store import Store
+from .writer import Writer
 from .compact import compact_if_needed
 from .verify import quick_repair
 from .preflight import checked_plan
+
+
+WRITER_THREADS = 2     # PNG encoding and writes beside the render thread
 
 
 def quiet_libraries() -> None:
@@ -96,9 +102,14 @@ def _row(plan: Plan, item: dict, image_path: str, clip_score: float, device, dty
     }
 
 
-def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = None) -> int:
+def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = None,
+                scorer: ClipScorer | None = None) -> int:
     """Render every cell of the plan not yet in the store; returns the number rendered.
-    A caller may pass its own model cache, to keep models loaded across sweeps."""
+    A caller may pass its own model cache and CLIP scorer (of the plan's scorer source, on the
+    render device), to keep them loaded across sweeps. Each batch is CLIP-scored on the render
+    device, then handed to the writer pool (sdexp.writer), which writes its PNGs and then its rows
+    while the next batch renders. The stage timings of each batch go to timings/run-*.parquet, and
+    their line ends the render."""
     quick_repair(store, log)          # the cheap store check: damaged rows and images are rendered again
     done = store.image_ids()
     todo = [c for c in plan.cells if c.image_id not in done]
@@ -112,24 +123,54 @@ def render_plan(plan: Plan, store: Store, log=print, cache: ModelCache | None = 
     batch_size = resolve_batch_size(plan, device)
     options = {"channels_last": device.type == "cuda" and plan.run["channels_last"],
                "compile": device.type == "cuda" and plan.run["compile"]}
-    scorer = ClipScorer(plan.scorer["source"], device) if plan.scorer["enabled"] else None
+    if not plan.scorer["enabled"]:
+        scorer = None
+    elif scorer is None:
+        scorer = ClipScorer(plan.scorer["source"], device)
     cache = cache or ModelCache(plan.run["max_resident_models"])
     bar = tqdm(total=len(todo), unit="img", desc=plan.name, disable=not plan.run["progress"], file=sys.stderr)
+    clock = StageClock(torch.cuda.synchronize if device.type == "cuda" else None)
+    stages = StageLog()
+    facts = {"device": device, "dtype": dtype, "scorer_source": scorer.source if scorer else None}
     try:            # a fault ends the bar's line first, so its one-line message starts a line
-        for items in render(todo, cache, batch_size=batch_size, device=device, dtype=dtype, options=options):
-            scores = (scorer.score([i["array"] for i in items], [i["cell"].scoring_prompt for i in items])
-                      if scorer else [float("nan")] * len(items))
-            rows = []
-            for item, score in zip(items, scores):
-                facts = store.write_image(item["cell"].image_id, item["image"])   # image_path, sha256, bytes
-                rows.append({**_row(plan, item, facts["image_path"], score, device, dtype,
-                                    scorer.source if scorer else None),
-                             **facts, "image_flags": item.get("image_flags")})      # store facts, image health
-            store.append_rows(rows)
-            bar.update(len(items))
+        with clock.active(), Writer(store, threads=WRITER_THREADS) as writer:
+            start = time.perf_counter()
+            for items in render(todo, cache, batch_size=batch_size, device=device, dtype=dtype, options=options):
+                with clock.timed("score"):
+                    scores = (scorer.score_pixels([i.pop("pixels") for i in items],
+                                                  [i["cell"].scoring_prompt for i in items])
+                              if scorer else [float("nan")] * len(items))
+                batch_id = items[0]["batch_id"]
+                warmup = stages.is_warmup(items[0]["cell"], batch_id)
+                rows = [_batch_row(plan, item, score, warmup, facts) for item, score in zip(items, scores)]
+                with clock.timed("wait"):           # blocks only while the writer's queue is full
+                    writer.submit(len(stages.batches), [(i["cell"].image_id, i["image"]) for i in items], rows)
+                now = time.perf_counter()
+                stages.add(batch_id, len(items), warmup, now - start, clock.take())
+                start = now
+                bar.update(len(items))
+            with clock.timed("wait"):
+                writer.close()
+        if stages.batches:                              # the last wait for the writer counts to the last batch
+            stages.batches[-1]["wait"] += clock.take()["wait"]
+            stages.batches[-1]["wall"] += time.perf_counter() - start
+        for k, b in enumerate(stages.batches):
+            b["write"] = writer.seconds.get(k, 0.0)     # the writer's time on it, in the background
     finally:
         bar.close()
+    store.save_timings(stages.batches)
+    log(f"sdexp: {stages.line()}")
     return len(todo)
+
+
+def _batch_row(plan: Plan, item: dict, score: float, warmup: bool, facts: dict) -> dict:
+    """The row of one rendered image, but the facts of its file (the writer adds them). A warm-up
+    batch's images keep their time in warmup_seconds and have no per-image seconds."""
+    row = {**_row(plan, item, None, score, facts["device"], facts["dtype"], facts["scorer_source"]),
+           "image_flags": item.get("image_flags")}
+    if warmup:
+        row["warmup_seconds"], row["seconds"] = row["seconds"], None
+    return row
 
 
 def plan_grid_options(plan: Plan) -> dict:
@@ -167,8 +208,7 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
         plan = checked_plan(cfgs, override_keys, single_job_of_multirun)
     store = Store(plan.folder)
     if plan.dry_run:
-        history = store.load_rows()
-        s = summary(plan, set(history.image_id) if not history.empty else set(), history,
+        s = summary(plan, store.image_ids(), timing_history(plan.folder.parent),
                     resolve_batch_size(plan, resolve_device(plan.run["device"])))
         log(format_summary(plan, s))
         return {"folder": store.folder, "rendered": 0, "grids": [], "cells": len(plan.cells), "summary": s}

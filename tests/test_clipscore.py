@@ -143,3 +143,53 @@ def test_is_clamped_cosine_of_projected_features(scorer, reference):
 def test_rejects_mismatched_lengths(scorer):
     with pytest.raises(ValueError, match="2 images but 1 prompts"):
         scorer.score([CASES[0][0], CASES[1][0]], ["a cat"])
+
+
+def pil_path_scores(reference, images, prompts) -> list[float]:
+    """The scores as sdexp computed them before scoring from tensors: each image a PIL image (as the
+    PNG holds it) through the CLIP processor, the prompts encoded with them in one padded batch."""
+    from PIL import Image
+
+    model, processor = reference
+    with torch.no_grad():
+        pixels = processor(images=[Image.fromarray(im) for im in images], return_tensors="pt")["pixel_values"]
+        text = processor(text=list(prompts), return_tensors="pt", padding=True, truncation=True, max_length=77)
+        img = model.get_image_features(pixel_values=pixels).pooler_output
+        txt = model.get_text_features(**text).pooler_output
+        img, txt = img / img.norm(dim=-1, keepdim=True), txt / txt.norm(dim=-1, keepdim=True)
+        return (100 * (img * txt).sum(-1)).clamp(min=0).tolist()
+
+
+def test_scores_from_tensors_match_the_pil_path(scorer, reference):
+    """score_pixels (uint8 (3, H, W) tensors, as the engine's decode leaves them on the render device)
+    agrees with the PIL path within TOL, with text features cached across calls in any order."""
+    images, prompts = zip(*CASES)
+    expected = pil_path_scores(reference, images, prompts)
+    tensors = [torch.from_numpy(im).permute(2, 0, 1) for im in images]
+    fresh = ClipScorer("tiny")
+    first = fresh.score_pixels(tensors[3:], list(prompts[3:]))       # some prompts cached first
+    scores = fresh.score_pixels(tensors, list(prompts))
+    assert scores[3:] == first
+    for score, want in zip(scores, expected):
+        assert abs(score - want) <= TOL, (score, want)
+    assert sum(s > 1 for s in scores) >= len(CASES) - 1
+
+
+def test_decode_gives_the_arrays_as_tensors():
+    """The engine's decode hands the scorer the very pixels it stores: its tensors equal its arrays."""
+    from diffusers import AutoencoderKL
+
+    from sdexp.denoise import decode
+
+    vae = AutoencoderKL.from_pretrained(tiny.tiny_vae_folder("tiny"))
+    latents = torch.randn(3, vae.config.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0))
+    pixels = []
+    arrays = decode(vae, latents, pixels=pixels)
+    with torch.no_grad():          # the formula of diffusers' image processor, in numpy
+        raw = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
+    want = [(im * 255).round().astype("uint8")
+            for im in (raw / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()]
+    assert len(pixels) == 3
+    for p, a, w in zip(pixels, arrays, want):
+        assert p.dtype == torch.uint8 and p.shape == (3, *a.shape[:2])
+        assert np.array_equal(p.permute(1, 2, 0).numpy(), a) and np.array_equal(a, w)

@@ -111,11 +111,29 @@ def test_dry_run_counts_work_and_renders_nothing(compose_cfg, tmp_path):
     assert "UNet evaluations" in lines[0] and "estimate" in lines[0]
     assert not (tmp_path / "results").exists()
     # after rendering part of it, the dry run counts what is stored and estimates from its timings
+    said = []
     run_sweep([compose_cfg(["vae=tiny", "cfg=7", "seed=[0,1]", "steps=4", "prompts=default", "name=dry"])],
-              log=lambda *a: None)
+              log=said.append)
+    # one batch: the model's first at this size, so warm-up, kept apart and out of per-image seconds
+    assert [m for m in said if m.startswith("sdexp: stages: no batch past warm-up; warm-up ")]
+    rows = sdexp.load_rows(tmp_path / "results" / "dry")
+    assert rows.seconds.isna().all() and (rows.warmup_seconds > 0).all()
+    import pandas as pd
+
+    from sdexp.stages import STAGES
+
+    timings = pd.read_parquet(next((tmp_path / "results" / "dry" / "timings").glob("run-*.parquet")))
+    assert set(STAGES) <= set(timings.columns) and timings.warmup.all() and timings.images.sum() == 4
+    assert (timings.denoise > 0).all() and (timings.decode > 0).all() and (timings.write > 0).all()
     again = run_sweep(cfgs, ["vae", "cfg"], log=lambda *a: None)["summary"]
     assert again["stored"] == 4 and again["to_render"] == 12
-    assert again["estimate_seconds"] is not None and again["estimate_seconds"] > 0
+    assert again["estimate_seconds"] is not None and again["estimate_seconds"] > 0   # from the warm-up
+    # a new sweep name in the same results_root estimates from the stored timings too
+    other = [compose_cfg([*c, "name=dry_other"]) for c in ([f"vae={v}", "cfg=7", "seed=[0,1]", "steps=4",
+                                                             "prompts=default", "plan.dry_run=true"]
+                                                            for v in ("tiny", "tiny_alt"))]
+    fresh = run_sweep(other, ["vae"], log=lambda *a: None)["summary"]
+    assert fresh["stored"] == 0 and fresh["estimate_seconds"] > 0
 @pytest.mark.slow
 def test_vae_from_a_single_file_and_a_folder_decode_like_the_builtin(tmp_path):
     from diffusers import AutoencoderKL

@@ -9,6 +9,7 @@ import pandas as pd
 from ..axes import AXES, swept_columns, unused
 from ..grid import AXIS_LABELS, format_value, ordered_values
 from ..image_health import FLAG_MEANING, flagged
+from ..stages import format_duration
 
 VERSION_COLUMNS = ["sdexp_version", "torch_version", "diffusers_version", "transformers_version",
                    "python_version"]
@@ -16,12 +17,7 @@ VERSION_COLUMNS = ["sdexp_version", "torch_version", "diffusers_version", "trans
 
 def duration(seconds: float) -> str:
     """83.2 -> '1 min 23 s'; 4000 -> '1 h 6 min'."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{seconds:.1f} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {s % 3600 // 60} min"
+    return format_duration(seconds, about=False, minute="min")
 
 
 def _distinct(rows: pd.DataFrame, column: str) -> list[str]:
@@ -50,9 +46,13 @@ def summarize(rows: pd.DataFrame, folder: Path, grid: dict | None) -> dict:
     if "seed" in rows.columns:
         facts.append(("Seeds per prompt", str(rows.groupby("prompt")["seed"].nunique().max()
                                               if "prompt" in rows.columns else rows["seed"].nunique())))
-    if "seconds" in rows.columns and rows["seconds"].notna().any():
-        total = float(rows["seconds"].sum())
-        facts.append(("Render time", f"{duration(total)} ({total / len(rows):.2f} s per image)"))
+    steady, warm = (rows[c] if c in rows.columns else pd.Series(dtype=float) for c in ("seconds", "warmup_seconds"))
+    if steady.notna().any() or warm.notna().any():
+        total = float(steady.sum()) + float(warm.sum())
+        parts = [f"{float(steady.sum()) / int(steady.notna().sum()):.2f} s per image"] if steady.notna().any() else []
+        if warm.notna().any():       # the first batch of each model and size, kept out of the rate
+            parts.append(f"{duration(float(warm.sum()))} of it warm-up")
+        facts.append(("Render time", f"{duration(total)} ({'; '.join(parts)})"))
     if "created_at" in rows.columns and rows["created_at"].notna().any():
         times = pd.to_datetime(rows["created_at"], utc=True, errors="coerce").dropna()
         if len(times):

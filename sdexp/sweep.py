@@ -16,7 +16,8 @@ from .batching import auto_batch_size
 from .clipscore import ClipScorer
 from .dryrun import format_summary, summary, timing_history
 from .estimates import read_groups
-from .grid import DEFAULT_MAX_PIXELS, GridPage, render_grids
+from .grid import DEFAULT_MAX_PIXELS
+from .grid_rows import GridPage, render_grids
 from .models import ModelCache
 from .axes import swept_columns
 from .plan import Plan, grid_axes

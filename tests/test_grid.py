@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from sdexp import grid
-from sdexp.grid import (AXIS_LABELS, axis_label, build_grids, draw_grid, draw_xyz, font,
-                        wrap_text, xyz_layout)
+from sdexp import grid, grid_rows
+from sdexp.grid import AXIS_LABELS, axis_label, draw_grid, draw_xyz, font, wrap_text, xyz_layout
+from sdexp.grid_rows import build_grids
 
 CELL = 64
 
@@ -444,7 +444,7 @@ def test_huge_grid_is_split_into_pages_under_the_pixel_limit(tmp_path, how, page
     (whole,) = build_grids(rows, tmp_path, tmp_path / "whole", x="cfg", y="sampler", z="vae")
     with Image.open(whole) as im:
         assert im.size[0] * im.size[1] > limit
-    pages = grid.render_grids(rows, tmp_path, tmp_path / "out", x="cfg", y="sampler", z="vae",
+    pages = grid_rows.render_grids(rows, tmp_path, tmp_path / "out", x="cfg", y="sampler", z="vae",
                               max_pixels=limit)
     assert len(pages) == n_pages
     assert [p.page for p in pages] == list(range(1, n_pages + 1))
@@ -468,7 +468,7 @@ def test_huge_grid_is_split_into_pages_under_the_pixel_limit(tmp_path, how, page
 
 def test_a_grid_under_the_limit_is_one_file(tmp_path):
     rows = make_rows(tmp_path, cfg=[3.0, 5.0], vae=["a", "b"])
-    pages = grid.render_grids(rows, tmp_path, tmp_path / "out", x="cfg", z="vae")
+    pages = grid_rows.render_grids(rows, tmp_path, tmp_path / "out", x="cfg", z="vae")
     assert len(pages) == 1 and pages[0].pages == 1 and "page" not in pages[0].path.name
     with pytest.raises(ValueError, match="max_pixels=0"):
         build_grids(rows, tmp_path, tmp_path / "out", x="cfg", max_pixels=0)

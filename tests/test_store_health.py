@@ -60,7 +60,7 @@ def test_best_cell_and_estimates_skip_flagged_images():
 
 
 def test_grid_marks_flagged_cells(tmp_path):
-    from sdexp.grid import render_grids
+    from sdexp.grid_rows import render_grids
 
     df = rows()
     for rec in df.itertuples():

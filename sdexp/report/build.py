@@ -14,7 +14,8 @@ from PIL import Image
 
 from ..axes import ConfigError
 from ..estimates import decimals, format_number, read_groups
-from ..grid import DEFAULT_MAX_PIXELS, AXIS_LABELS, GridPage, axis_label, render_grids
+from ..grid import DEFAULT_MAX_PIXELS, AXIS_LABELS, axis_label
+from ..grid_rows import GridPage, render_grids
 from ..store import TMP_SUFFIX, atomic_write_bytes, load_rows
 from .html import ASSETS, render, render_index
 from .images import image_facts

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ..estimates import decimals, format_number, from_rows
-from ..grid import format_value, plain_value
+from ..grid import format_value
+from ..grid_rows import plain_value
 from ..metrics.registry import METRICS, MetricInfo
 from .intervals import group_means_ci
 from .tables import flagged, values_in_order

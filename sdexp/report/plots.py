@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..axes import swept_columns
 from ..estimates import Estimate, from_rows, group_estimate
-from ..grid import AXIS_LABELS, format_value, plain_value
+from ..grid import AXIS_LABELS, format_value
+from ..grid_rows import plain_value
 from ..metrics.registry import MetricInfo
 from .intervals import group_means_ci
 from .tables import flagged, values_in_order

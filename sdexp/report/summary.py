@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..axes import AXES, swept_columns, unused
-from ..grid import AXIS_LABELS, format_value, ordered_values
+from ..grid import AXIS_LABELS, format_value
+from ..grid_rows import ordered_values
 from ..image_health import FLAG_MEANING, flagged
 from ..stages import format_duration
 

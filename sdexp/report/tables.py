@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..axes import AXES, swept_columns
 from ..estimates import Estimate, available_metrics, estimate, from_rows
-from ..grid import ordered_values, plain_value
+from ..grid_rows import ordered_values, plain_value
 from ..metrics.registry import MetricInfo
 from .intervals import group_means_ci
 

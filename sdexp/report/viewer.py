@@ -18,7 +18,8 @@ import pandas as pd
 
 from .. import axes as axis_registry
 from ..estimates import result_set
-from ..grid import AXIS_LABELS, format_value, plain_value
+from ..grid import AXIS_LABELS, format_value
+from ..grid_rows import plain_value
 from ..metrics.registry import METRICS
 from .intervals import group_means_ci
 from .tables import axis_frame, values_in_order

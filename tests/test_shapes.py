@@ -140,3 +140,27 @@ def test_clip_feature_metrics_refuse_an_npz_and_open_clip(scored, tmp_path):
     assert main([str(folder), "metrics=[fd_clip]", f"reference={ref}", "clip.backend=open_clip",
                  "clip.source=tiny"]) == 2
     assert tree_state(folder) == before
+
+
+def test_training_resumes_only_into_the_same_architecture(tmp_path):
+    """A stage's checkpoint restores its weights and step, and is refused by a model of other sizes."""
+    import torch
+
+    from sdexp.shapes import arch
+    from sdexp.shapes.train import Stage
+
+    def stage(module):
+        opt = torch.optim.Adam(module.parameters())
+        return Stage("vae", tmp_path, 5, {"vae": module}, opt, save_every=1, log=lambda m: None)
+
+    first = stage(arch.make_vae(0))
+    first.record(0.5)
+    resumed = stage(arch.make_vae(1))
+    assert resumed.step == 1 and all(torch.equal(a, b) for a, b in zip(
+        resumed.modules["vae"].state_dict().values(), first.modules["vae"].state_dict().values()))
+    from diffusers import AutoencoderKL
+
+    other = AutoencoderKL(latent_channels=4, block_out_channels=(8, 8), norm_num_groups=2,
+                          down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    with pytest.raises(SystemExit, match="^sdexp: error: .*another architecture"):
+        stage(other)

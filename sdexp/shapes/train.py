@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -42,15 +43,15 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class TrainConfig:
     threads: int = 2
     images: int = 126 * 32            # train-split images 0..N-1 (every caption 32 times)
-    vae_steps: int = 500
+    vae_steps: int = 2500
     vae_batch: int = 16
     vae_crop: int = 32                # the VAE trains on random crops (it is fully convolutional)
     vae_lr: float = 2e-3
     vae_kl: float = 1e-6
-    clip_steps: int = 400
+    clip_steps: int = 1500
     clip_lr: float = 2e-3
     clip_recon: int = 126 * 8         # images also shown to CLIP after a VAE round trip
-    unet_steps: int = 1500
+    unet_steps: int = 8000
     unet_batch: int = 64
     unet_lr: float = 1e-3
     unet_warmup: int = 100
@@ -98,14 +99,18 @@ def save_checkpoint(path: Path, step: int, modules: dict, optimizer, extra: dict
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, modules: dict, optimizer) -> tuple[int, dict]:
-    """Restore modules and optimiser from a checkpoint; (0, {}) when there is none."""
+def load_checkpoint(path: Path, modules: dict, optimizer, arch: str | None = None) -> tuple[int, dict]:
+    """Restore modules and optimiser from a checkpoint; (0, {}) when there is none. A checkpoint of
+    another architecture than `arch` (architecture() of the first module) is refused."""
     from safetensors import safe_open
 
     if not path.is_file():
         return 0, {}
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
+        if arch is not None and json.loads(meta.get("arch", json.dumps(arch))) != arch:
+            raise SystemExit(f"sdexp: error: {path} holds a model of another architecture; "
+                             f"delete it or pass another --work")
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     for name, m in modules.items():
         m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
@@ -119,13 +124,22 @@ def load_checkpoint(path: Path, modules: dict, optimizer) -> tuple[int, dict]:
     return int(meta["step"]), extra
 
 
+def architecture(module) -> str:
+    """A module's config as JSON, without version stamps: a checkpoint resumes only into the same one."""
+    config = module.config
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return json.dumps({k: v for k, v in config.items() if not k.startswith("_") and "version" not in k
+                       and k != "scaling_factor"}, sort_keys=True, default=str)
+
+
 class Stage:
     """A training loop's bookkeeping: resume, periodic checkpoints, a running loss and timing."""
 
     def __init__(self, name: str, work: Path, steps: int, modules: dict, optimizer, save_every: int, log):
         self.name, self.path, self.steps = name, work / f"{name}.safetensors", steps
         self.modules, self.optimizer, self.save_every, self.log = modules, optimizer, save_every, log
-        self.step, extra = load_checkpoint(self.path, modules, optimizer)
+        self.arch = architecture(next(iter(modules.values())))
+        self.step, extra = load_checkpoint(self.path, modules, optimizer, self.arch)
         self.losses: list[float] = extra.get("losses", [])
         self.seconds = float(extra.get("seconds", 0.0))
         self._t = time.perf_counter()
@@ -152,7 +166,7 @@ class Stage:
 
     def save(self) -> None:
         save_checkpoint(self.path, self.step, self.modules, self.optimizer,
-                        {"losses": self.losses, "seconds": self.seconds})
+                        {"losses": self.losses, "seconds": self.seconds, "arch": self.arch})
 
     def summary(self) -> dict:
         return {"steps": self.step, "seconds": round(self.seconds, 1),
@@ -359,7 +373,10 @@ def run(cfg: TrainConfig, work: Path, out: Path, log=print) -> dict:
     images, labels = pool(cfg.images)
     log(f"data: {len(images)} train images in {time.perf_counter() - t0:.1f} s")
     vae, vae_summary = train_vae(cfg, work, images, log)
-    mean, std, recon = cached(work / f"latents-{vae_summary['steps']}.safetensors",
+    import hashlib
+
+    vae_id = hashlib.sha256(architecture(vae).encode()).hexdigest()[:8]
+    mean, std, recon = cached(work / f"latents-{vae_summary['steps']}-{vae_id}.safetensors",
                               lambda: (*encode(vae, images), reconstruct(vae, images[:cfg.clip_recon])))
     scaling = float(1 / mean.std())
     vae.register_to_config(scaling_factor=scaling)
@@ -376,7 +393,8 @@ def run(cfg: TrainConfig, work: Path, out: Path, log=print) -> dict:
             "parameters": {"vae": sum(p.numel() for p in vae.parameters()),
                            "clip": sum(p.numel() for p in clip.parameters()),
                            "unet": sum(p.numel() for p in unet.parameters())},
-            "cpu_threads": cfg.threads,
+            "cpu_threads": cfg.threads, "cpu_count": os.cpu_count(),
+            "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
         }
         export(out, vae, clip, unet, Path(tok), record)
     log(f"exported to {out} ({time.perf_counter() - t0:.0f} s this run)")

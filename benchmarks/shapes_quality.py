@@ -63,7 +63,7 @@ def main() -> int:
         seeds = ",".join(str(s) for s in range(args.seeds))
         t0 = time.perf_counter()
         sdexp(["model=shapes", "scorer=shapes", f"prompts.file={prompts}", f"seed=[{seeds}]",
-               f"steps={args.steps}", f"cfg={args.cfg}", f"sampler={args.sampler}", "grid.x=seed",
+               f"steps={args.steps}", f"cfg={args.cfg}", f"sampler={args.sampler}", *(["grid.x=seed"] if args.seeds > 1 else []),
                f"results_root={work / 'results'}", "name=quality"], ROOT)
         render_s = time.perf_counter() - t0
         folder = work / "results" / "quality"

@@ -164,3 +164,24 @@ def test_training_resumes_only_into_the_same_architecture(tmp_path):
                           down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
     with pytest.raises(SystemExit, match="^sdexp: error: .*another architecture"):
         stage(other)
+
+
+def test_reference_folder_of_a_sweeps_captions(tmp_path, capsys):
+    """`--prompts` writes held-out shapes of only those captions, in turn; a caption outside the set
+    is one `sdexp: error:` line and exit 2."""
+    from sdexp.shapes.reference import main
+
+    prompts = tmp_path / "p.yaml"
+    prompts.write_text("items:\n  - a red circle on a white background\n  - a blue square on a yellow background\n")
+    assert main([str(tmp_path / "ref"), "--prompts", str(prompts), "--count", "5"]) == 0
+    lines = (tmp_path / "ref" / "captions.txt").read_text().splitlines()
+    assert [ln.split("\t")[1] for ln in lines] == ["a red circle on a white background",
+                                                    "a blue square on a yellow background"] * 2 + [
+                                                    "a red circle on a white background"]
+    assert len({ln.split("\t")[0] for ln in lines}) == 5                  # five distinct held-out images
+    (tmp_path / "bad.txt").write_text("a photo of a cat\n")
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "ref2"), "--prompts", str(tmp_path / "bad.txt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("sdexp: error: --prompts=")
+    assert not (tmp_path / "ref2").exists()

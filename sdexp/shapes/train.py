@@ -14,7 +14,7 @@ few hundred steps and resumes from it, so a run cut off loses little. Export wri
 StableDiffusionPipeline folder and a transformers CLIPModel folder, and TRAINING.json with the
 settings, seeds, library versions, timings and final losses.
 
-    python scripts/train_shapes.py                       # work in ~/.cache/sdexp/shapes-train
+    python scripts/train_shapes.py --threads 1           # the committed weights; work in ~/.cache/sdexp/shapes-train
     python scripts/train_shapes.py --work /tmp/w --out sdexp/shapes/weights --unet-steps 6000
 """
 from __future__ import annotations

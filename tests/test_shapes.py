@@ -118,7 +118,7 @@ def test_fd_clip_and_cmmd_through_score_match_independent_values(scored):
     for metric, formula in (("fd_clip", scipy_fd), ("cmmd", cmmd_from_paper)):
         g = groups[groups.metric == metric].sort_values("cfg")
         assert list(g.cfg) == [1.0, 7.0] and list(g.n) == [6, 6] and list(g.n_reference) == [40, 40]
-        assert (g.ci_low <= g.ci_high).all() and g.feature_extractor.str.startswith("clip-image:").all()
+        assert ((g.ci_low <= g.value) & (g.value <= g.ci_high)).all() and g.feature_extractor.str.startswith("clip-image:").all()
         for _, r in g.iterrows():
             paths = [folder / p for p in rows[rows.cfg == r.cfg].image_path]
             mine = clip_embeddings(tiny_clip_folder(), paths)
@@ -185,3 +185,15 @@ def test_reference_folder_of_a_sweeps_captions(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith("sdexp: error: --prompts=")
     assert not (tmp_path / "ref2").exists()
+
+
+def test_fd_and_cmmd_intervals_hold_their_value():
+    """Replicates that all lie above the value (as FD's do at small N) give an interval around it,
+    of the replicates' width, never below 0."""
+    from sdexp.metrics.clip_features import centred_interval
+
+    boots = np.linspace(0.053, 0.148, 201)
+    low, high = centred_interval(0.06, boots, 0.95)
+    assert 0 < low <= 0.06 <= high and high - low == pytest.approx(np.quantile(boots, 0.975) - np.quantile(boots, 0.025))
+    assert centred_interval(0.001, boots, 0.95)[0] == 0.0
+    assert centred_interval(0.1005, boots, 0.95) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])))

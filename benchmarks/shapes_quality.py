@@ -26,7 +26,7 @@ SDEXP = [sys.executable, "-c", "from sdexp.cli import main; main()"]
 
 
 def sdexp(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run([*SDEXP, *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([*SDEXP, *args], check=False, cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"sdexp {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout

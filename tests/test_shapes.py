@@ -147,7 +147,7 @@ def test_training_resumes_only_into_the_same_architecture(tmp_path):
     import torch
 
     from sdexp.shapes import arch
-    from sdexp.shapes.train import Stage
+    from sdexp.shapes.checkpoints import Stage
 
     def stage(module):
         opt = torch.optim.Adam(module.parameters())

@@ -1,8 +1,7 @@
 """Known answers through the real sweep and score commands, on the trained shapes model:
 
-- CLIP score ranks CFG 1 against CFG 7 as the independent judge does, each with a paired interval
-  (same seed and prompt) that excludes 0. The committed weights answer "CFG 1": the model's
-  conditional prediction is already sharp, so guidance at 7 overshoots (benchmarks/shapes_quality.py);
+- CFG 7 beats CFG 1 on the independent judge and on CLIP score, each with a paired interval (same
+  seed and prompt) above 0 (sdexp/shapes/train.py says why the weights are the UNet at step 4100);
 - 20 steps beat 2 on FD (CLIP features) against held-out shapes of the same captions;
 - a VAE with noise on its decoder weights loses on FD and on CLIP score (a paired interval below 0).
 
@@ -72,12 +71,11 @@ def row(g, metric, statistic, cfg, steps, vae, reference=None):
     return sel.iloc[0]
 
 
-def test_clip_score_ranks_cfg_1_and_7_as_the_judge_does(scored):
+def test_cfg_7_beats_cfg_1_on_judge_and_clip_score(scored):
     g, _ = scored
-    diff = {m: row(g, m, "paired_diff", 7, 20, "own", "cfg=1") for m in ("clip_score", "shapes_judge")}
-    for m, d in diff.items():
-        assert d.n == 2 * len(PROMPTS) and (d.ci_low > 0 or d.ci_high < 0), (m, d.value, d.ci_low, d.ci_high)
-    assert (diff["clip_score"].value > 0) == (diff["shapes_judge"].value > 0), {m: d.value for m, d in diff.items()}
+    for metric in ("clip_score", "shapes_judge"):
+        d = row(g, metric, "paired_diff", 7, 20, "own", "cfg=1")              # CFG 7 - CFG 1, same image
+        assert d.n == 2 * len(PROMPTS) and d.ci_low > 0, (metric, d.value, d.ci_low, d.ci_high)
 
 
 def test_20_steps_beat_2_on_fd(scored):

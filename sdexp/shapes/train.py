@@ -7,7 +7,11 @@
    knows decoded images as well as drawn ones.
 3. UNet: noise prediction on the VAE's latents with SD1.5's noise schedule, conditioned on the CLIP
    text tower's last hidden states (77 x 32, as sdexp's engine computes them), the caption dropped
-   to "" 10% of the time so classifier-free guidance works; an EMA of its weights is exported.
+   to "" 25% of the time so classifier-free guidance works; an EMA of its weights is exported.
+   The EMA is taken at step 4100 of a 7000-step schedule (`--unet-stop`): there, as with SD,
+   CFG 7 renders the prompted colour and shape more often than CFG 1 (judge, all captions, seeds
+   0-1: 90% vs 74%); trained to the end, the conditional prediction sharpens until CFG 7 overshoots
+   (step 6000: 77% vs 86%; a first run with 10% dropout and 8000 steps: 58% vs 95%).
 
 Each stage keeps a checkpoint (safetensors: weights, optimiser state, step) in the work folder every
 few hundred steps and resumes from it, so a run cut off loses little. Export writes a diffusers
@@ -15,7 +19,7 @@ StableDiffusionPipeline folder and a transformers CLIPModel folder, and TRAINING
 settings, seeds, library versions, timings and final losses.
 
     python scripts/train_shapes.py --threads 1           # the committed weights; work in ~/.cache/sdexp/shapes-train
-    python scripts/train_shapes.py --work /tmp/w --out sdexp/shapes/weights --unet-steps 6000
+    python scripts/train_shapes.py --work /tmp/w --out /tmp/shapes --unet-steps 6000 --unet-stop 0
 """
 from __future__ import annotations
 
@@ -52,11 +56,12 @@ class TrainConfig:
     clip_steps: int = 1500
     clip_lr: float = 2e-3
     clip_recon: int = 126 * 8         # images also shown to CLIP after a VAE round trip
-    unet_steps: int = 8000
+    unet_steps: int = 7000            # the length of the learning-rate schedule
+    unet_stop: int = 4100             # export the EMA at this step of it (0: at unet_steps); see below
     unet_batch: int = 64
     unet_lr: float = 1e-3
     unet_warmup: int = 100
-    caption_dropout: float = 0.1
+    caption_dropout: float = 0.25
     ema: float = 0.995
     save_every: int = 100
     seed_vae: int = 10
@@ -196,7 +201,8 @@ def train_unet(cfg: TrainConfig, work: Path, mean: torch.Tensor, std: torch.Tens
     ema = arch.make_unet(cfg.seed_unet)
     ema.load_state_dict(unet.state_dict())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.0)
-    stage = Stage("unet", work, cfg.unet_steps, {"unet": unet, "ema": ema}, opt, cfg.save_every, log)
+    stage = Stage("unet", work, min(cfg.unet_stop or cfg.unet_steps, cfg.unet_steps), {"unet": unet, "ema": ema},
+                  opt, cfg.save_every, log)
     s = arch.SCHEDULER
     betas = torch.linspace(s["beta_start"] ** 0.5, s["beta_end"] ** 0.5, s["num_train_timesteps"]) ** 2
     alpha_bar = torch.cumprod(1 - betas, dim=0)

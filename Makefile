@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   creates .venv, installs sdexp, runs sweeps/demo.yaml on the embedded tiny model
+#   make demo   creates .venv, installs sdexp, runs sweeps/demo.yaml on the shapes model and scores it
+#               against held-out shapes (FD and CMMD on the shapes CLIP, the shapes judge)
 #   make test   creates .venv, installs sdexp with test extras, runs the test suite
 VENV ?= .venv
 PYTHON ?= python3
@@ -17,6 +18,9 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/sdexp -m sweep=demo
+	$(PY) -m sdexp.shapes.reference results/demo-heldout --prompts conf/prompts/shapes.yaml --count 192
+	$(VENV)/bin/sdexp score results/demo metrics=[clip_score,fd_clip,cmmd,shapes_judge] \
+	    reference=results/demo-heldout group_by=[cfg,steps]
 
 # The suite runs in one pytest worker per core (pytest-xdist), each test file on one worker so its
 # module fixtures are built once, and torch on one thread per worker: two torch processes with two

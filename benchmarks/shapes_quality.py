@@ -26,7 +26,7 @@ SDEXP = [sys.executable, "-c", "from sdexp.cli import main; main()"]
 
 
 def sdexp(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run([*SDEXP, *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([*SDEXP, *args], check=False, cwd=cwd, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"sdexp {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
@@ -63,7 +63,7 @@ def main() -> int:
         seeds = ",".join(str(s) for s in range(args.seeds))
         t0 = time.perf_counter()
         sdexp(["model=shapes", "scorer=shapes", f"prompts.file={prompts}", f"seed=[{seeds}]",
-               f"steps={args.steps}", f"cfg={args.cfg}", f"sampler={args.sampler}", "grid.x=seed",
+               f"steps={args.steps}", f"cfg={args.cfg}", f"sampler={args.sampler}", *(["grid.x=seed"] if args.seeds > 1 else []),
                f"results_root={work / 'results'}", "name=quality"], ROOT)
         render_s = time.perf_counter() - t0
         folder = work / "results" / "quality"

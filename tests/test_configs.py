@@ -7,7 +7,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from sdexp.paths import CONF_DIR, SWEEPS_DIR
-from sdexp.models import MODEL_BUILTINS
+from sdexp.models import BUILTIN_FOLDERS, MODEL_BUILTINS
 from sdexp.plan import make_plan
 
 GROUP_OPTIONS = [(g.name, f.stem) for g in sorted(CONF_DIR.iterdir()) if g.is_dir() for f in sorted(g.glob("*.yaml"))]
@@ -43,7 +43,7 @@ def test_sweep_file_composes_and_plans(name, compose_cfg):
     jobs = _sweep_jobs(cfg)
     assert jobs, f"sweeps/{name}.yaml sweeps nothing"
     configs = [compose_cfg([f"sweep={name}", *job]) for job in jobs]
-    offline = [c for c in configs if c.model.source in MODEL_BUILTINS]
+    offline = [c for c in configs if c.model.source in (*MODEL_BUILTINS, *BUILTIN_FOLDERS)]   # shipped with sdexp
     plan = make_plan(offline, [j.split("=")[0] for j in jobs[0]])
     assert len(plan.cells) >= len(offline)
     assert plan.grid["x"] is not None

@@ -118,7 +118,7 @@ def test_fd_clip_and_cmmd_through_score_match_independent_values(scored):
     for metric, formula in (("fd_clip", scipy_fd), ("cmmd", cmmd_from_paper)):
         g = groups[groups.metric == metric].sort_values("cfg")
         assert list(g.cfg) == [1.0, 7.0] and list(g.n) == [6, 6] and list(g.n_reference) == [40, 40]
-        assert (g.ci_low <= g.ci_high).all() and g.feature_extractor.str.startswith("clip-image:").all()
+        assert ((g.ci_low <= g.value) & (g.value <= g.ci_high)).all() and g.feature_extractor.str.startswith("clip-image:").all()
         for _, r in g.iterrows():
             paths = [folder / p for p in rows[rows.cfg == r.cfg].image_path]
             mine = clip_embeddings(tiny_clip_folder(), paths)
@@ -140,3 +140,60 @@ def test_clip_feature_metrics_refuse_an_npz_and_open_clip(scored, tmp_path):
     assert main([str(folder), "metrics=[fd_clip]", f"reference={ref}", "clip.backend=open_clip",
                  "clip.source=tiny"]) == 2
     assert tree_state(folder) == before
+
+
+def test_training_resumes_only_into_the_same_architecture(tmp_path):
+    """A stage's checkpoint restores its weights and step, and is refused by a model of other sizes."""
+    import torch
+
+    from sdexp.shapes import arch
+    from sdexp.shapes.checkpoints import Stage
+
+    def stage(module):
+        opt = torch.optim.Adam(module.parameters())
+        return Stage("vae", tmp_path, 5, {"vae": module}, opt, save_every=1, log=lambda m: None)
+
+    first = stage(arch.make_vae(0))
+    first.record(0.5)
+    resumed = stage(arch.make_vae(1))
+    assert resumed.step == 1 and all(torch.equal(a, b) for a, b in zip(
+        resumed.modules["vae"].state_dict().values(), first.modules["vae"].state_dict().values()))
+    from diffusers import AutoencoderKL
+
+    other = AutoencoderKL(latent_channels=4, block_out_channels=(8, 8), norm_num_groups=2,
+                          down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    with pytest.raises(SystemExit, match="^sdexp: error: .*another architecture"):
+        stage(other)
+
+
+def test_reference_folder_of_a_sweeps_captions(tmp_path, capsys):
+    """`--prompts` writes held-out shapes of only those captions, in turn; a caption outside the set
+    is one `sdexp: error:` line and exit 2."""
+    from sdexp.shapes.reference import main
+
+    prompts = tmp_path / "p.yaml"
+    prompts.write_text("items:\n  - a red circle on a white background\n  - a blue square on a yellow background\n")
+    assert main([str(tmp_path / "ref"), "--prompts", str(prompts), "--count", "5"]) == 0
+    lines = (tmp_path / "ref" / "captions.txt").read_text().splitlines()
+    assert [ln.split("\t")[1] for ln in lines] == ["a red circle on a white background",
+                                                    "a blue square on a yellow background"] * 2 + [
+                                                    "a red circle on a white background"]
+    assert len({ln.split("\t")[0] for ln in lines}) == 5                  # five distinct held-out images
+    (tmp_path / "bad.txt").write_text("a photo of a cat\n")
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "ref2"), "--prompts", str(tmp_path / "bad.txt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("sdexp: error: --prompts=")
+    assert not (tmp_path / "ref2").exists()
+
+
+def test_fd_and_cmmd_intervals_hold_their_value():
+    """Replicates that all lie above the value (as FD's do at small N) give an interval around it,
+    of the replicates' width, never below 0."""
+    from sdexp.metrics.clip_features import centred_interval
+
+    boots = np.linspace(0.053, 0.148, 201)
+    low, high = centred_interval(0.06, boots, 0.95)
+    assert 0 < low <= 0.06 <= high and high - low == pytest.approx(np.quantile(boots, 0.975) - np.quantile(boots, 0.025))
+    assert centred_interval(0.001, boots, 0.95)[0] == 0.0
+    assert centred_interval(0.1005, boots, 0.95) == pytest.approx(tuple(np.quantile(boots, [0.025, 0.975])))

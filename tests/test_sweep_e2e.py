@@ -60,9 +60,9 @@ def test_sweep_file_from_another_directory(tmp_path):
     """sweep=demo resolves by absolute path; command-line values override the sweep's grid."""
     work = tmp_path / "elsewhere"
     work.mkdir()
-    run_cli(["-m", "sweep=demo", "seed=0", "steps=2", "prompt=a red apple", "results_root=out"], cwd=work)
+    run_cli(["-m", "sweep=demo", "seed=0", "steps=2,4", "prompt=a red apple", "results_root=out"], cwd=work)
     df = sdexp.load_rows(work / "out" / "demo")
-    assert len(df) == 2 * 2 * 2 * 2    # vae x clip_skip x sampler x cfg, one seed and prompt
+    assert len(df) == 2 * 3 * 2 and sorted(set(df.steps)) == [2, 4]   # sampler x cfg x steps, one seed and prompt
     assert (work / "out" / "demo" / "grids").glob("*.png")
 
 

@@ -1,5 +1,5 @@
 """Group metrics on CLIP image features, needing no Inception weights: the Frechet distance (`fd_clip`)
-and CMMD (`cmmd`), each with a percentile-bootstrap interval over the group's images.
+and CMMD (`cmmd`), each with a bootstrap interval over the group's images.
 
 Features are the scorer's image embeddings (the CLIP model of `clip.source`, transformers backend),
 unit-normalised as CLIP score and CMMD use them, stored per image like Inception features under
@@ -9,8 +9,9 @@ knows what the images should look like.
 
 The interval resamples the group's images with replacement (the reference fixed) and recomputes the
 metric: it shows how much the value moves with the group's sample. Duplicated images in a resample
-make the Frechet distance of a resample larger than that of the set, so its interval may lie above
-the value at small N; compare values at equal N, as for FID.
+make the distance of a resample larger than that of the set, so the percentile interval is moved
+down by the bootstrap's median bias (centred_interval) and always holds the value (a report plots
+it as an error bar). The value itself is still biased at small N; compare values at equal N, as for FID.
 """
 from __future__ import annotations
 
@@ -68,11 +69,24 @@ def _value(metric: str, x: np.ndarray, ref: np.ndarray) -> float:
     return fid_from_features(x, ref) if metric == "fd_clip" else cmmd(x, ref)
 
 
+def centred_interval(value: float, boots, confidence: float) -> tuple[float, float]:
+    """The percentile-bootstrap interval moved by the bootstrap's median bias, floored at 0.
+
+    Resampling a group with replacement repeats images, which alone raises FD and CMMD: on 42 images
+    of the shapes model the bootstrap replicates of an FD of 0.035 lay between 0.053 and 0.148, an
+    interval that misses its own value. Shifting the quantiles by (median of the replicates - value)
+    keeps the bootstrap's width and always holds the value; both metrics are >= 0."""
+    alpha = (1 - confidence) / 2
+    q_low, median, q_high = np.quantile(np.asarray(boots, dtype=float), [alpha, 0.5, 1 - alpha])
+    shift = median - value
+    return max(float(q_low - shift), 0.0), max(float(q_high - shift), 0.0)
+
+
 def bootstrap_rows(metric: str, rows: pd.DataFrame, features: np.ndarray, grouping: Grouping,
                    ref_features: np.ndarray, confidence: float, n_boot: int, seed: int,
                    min_images: int) -> list[dict]:
-    """Per group: the metric against the reference features, with a percentile-bootstrap interval
-    (group images resampled with replacement, n_boot times, seeded)."""
+    """Per group: the metric against the reference features, with a bootstrap interval (group images
+    resampled with replacement, n_boot times, seeded; centred_interval)."""
     swept = swept_axes(rows)
     position = {i: k for k, i in enumerate(rows["image_id"])}
     label = "fd" if metric == "fd_clip" else "cmmd"
@@ -89,8 +103,7 @@ def bootstrap_rows(metric: str, rows: pd.DataFrame, features: np.ndarray, groupi
             value = _value(metric, x, ref_features)
             rng = np.random.default_rng(seed)
             boots = [_value(metric, x[rng.integers(0, len(x), len(x))], ref_features) for _ in range(n_boot)]
-            alpha = (1 - confidence) / 2
-            low, high = (float(v) for v in np.quantile(boots, [alpha, 1 - alpha]))
+            low, high = centred_interval(value, boots, confidence)
         out.append({**describe(g, grouping, swept), "statistic": "value", "value": value, "ci_low": low,
                     "ci_high": high, "confidence": confidence, "n": len(x), "n_reference": len(ref_features),
                     "warning": "; ".join(notes)})

@@ -2,7 +2,8 @@
 AutoencoderKL and UNet2DConditionModel, transformers' CLIPModel), built with seeded initialisation.
 
 - VAE: 64x64x3 <-> 8x8x4 (factor 8, 4 latent channels), 4 encoder/decoder levels as SD1's, without
-  the mid-block attention (so it trains on crops);
+  the mid-block attention (so it trains on crops); GroupNorm with 2 groups (4+ channels per group: with
+  one channel per group the norm removes each channel's mean, which is a flat image's colour);
 - CLIP: a 32-wide, 3-layer text tower on the real CLIP tokenizer (its hidden states condition the
   UNet) and a 64x64 ViT image tower, patch 8 (the scorer); 32-d joint embedding;
 - UNet: 8x8x4 latents, two levels (8x8, 4x4), cross-attention at 4x4 and in the mid block on the text
@@ -29,7 +30,7 @@ def make_vae(seed: int = 0):
 
     torch.manual_seed(seed)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=2,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         block_out_channels=(8, 16, 32, 32), sample_size=64, scaling_factor=SCALING_FACTOR,
         mid_block_add_attention=False,     # fully convolutional: trained on crops, used on whole images
@@ -68,7 +69,7 @@ def make_unet(seed: int = 2):
 
     torch.manual_seed(seed)
     return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, norm_num_groups=16,
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, norm_num_groups=8,
         block_out_channels=(32, 64), cross_attention_dim=TEXT_WIDTH, attention_head_dim=2,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),

@@ -108,15 +108,30 @@ def batch(split: str, start: int, count: int) -> tuple[np.ndarray, list[str]]:
     return images, [item(split, i).caption for i in range(start, start + count)]
 
 
-def write_folder(folder: Path | str, split: str = "heldout", count: int = len(COMBINATIONS)) -> list[Path]:
-    """Write images 0..count-1 of a split as PNGs (`00000-a_red_circle_on_a_white_background.png`)
-    plus captions.txt (one `file<TAB>caption` a line). Rewriting gives identical bytes."""
+def indices(count: int, captions=None) -> list[int]:
+    """The first `count` indices of a split, or the first `count` whose caption is in `captions`."""
+    if captions is None:
+        return list(range(count))
+    wanted = set(captions)
+    unknown = sorted(wanted - set(CAPTIONS))
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not a caption of the shapes set (such as {CAPTIONS[0]!r})")
+    keep = [i for i, c in enumerate(CAPTIONS) if c in wanted]
+    return [keep[j % len(keep)] + len(COMBINATIONS) * (j // len(keep)) for j in range(count)]
+
+
+def write_folder(folder: Path | str, split: str = "heldout", count: int = len(COMBINATIONS),
+                 captions=None) -> list[Path]:
+    """Write `count` images of a split (the first ones, or the first ones of the given captions) as
+    PNGs (`00000-a_red_circle_on_a_white_background.png`) plus captions.txt (one `file<TAB>caption`
+    a line). Rewriting gives identical bytes."""
     from PIL import Image
 
+    chosen = indices(count, captions)           # a caption outside the set fails before any write
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths, lines = [], []
-    for i in range(count):
+    for i in chosen:
         text = item(split, i).caption
         path = folder / f"{i:05d}-{text.replace(' ', '_')}.png"
         Image.fromarray(image(split, i)).save(path, optimize=False)

@@ -2,9 +2,11 @@
 
     python -m sdexp.shapes.reference results/shapes-heldout            # 378 images, 3 per caption
     python -m sdexp.shapes.reference results/shapes-heldout --count 126 --captions prompts.txt
+    python -m sdexp.shapes.reference results/demo-heldout --prompts conf/prompts/shapes.yaml --count 192
 
 The folder holds PNGs of the held-out split (never seen in training) and captions.txt; `--captions`
-also writes every caption of the set, one a line, for `prompts.file=`.
+also writes every caption of the set, one a line, for `prompts.file=`; `--prompts` keeps only the
+captions a sweep renders, so FD and CMMD compare like with like.
 """
 from __future__ import annotations
 
@@ -42,6 +44,22 @@ class JudgeScorer:
         return out
 
 
+def read_prompts(path: Path) -> list[str]:
+    """Captions from a .txt (one a line) or a prompts .yaml (conf/prompts/*.yaml: a list under `items`)."""
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+        items = data.get("items") if isinstance(data, dict) else data
+        if not isinstance(items, list) or not items:
+            raise ValueError("no list of prompts under `items`")
+        return [str(t) for t in items]
+    lines = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    if not lines:
+        raise ValueError("no prompts in the file")
+    return lines
+
+
 def write_captions(path: Path | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,10 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=DEFAULT_COUNT, help=f"images (default {DEFAULT_COUNT})")
     p.add_argument("--split", default="heldout", choices=list(dataset.SPLITS))
     p.add_argument("--captions", type=Path, default=None, help="also write every caption to this file")
+    p.add_argument("--prompts", type=Path, default=None,
+                   help="only these captions (a .txt, one a line, or a prompts .yaml with `items`), each in turn")
     args = p.parse_args(argv)
     if args.count < 1:
         p.error(f"--count={args.count} must be >= 1")
-    paths = dataset.write_folder(args.folder, args.split, args.count)
+    try:
+        only = read_prompts(args.prompts) if args.prompts else None
+        paths = dataset.write_folder(args.folder, args.split, args.count, only)
+    except (OSError, ValueError) as e:
+        p.exit(2, f"sdexp: error: --prompts={args.prompts}: {e}\n")
     print(f"sdexp: {len(paths)} {args.split} shapes in {args.folder.resolve()}")
     if args.captions:
         print(f"sdexp: {len(dataset.CAPTIONS)} captions in {write_captions(args.captions).resolve()}")

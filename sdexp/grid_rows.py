@@ -78,9 +78,17 @@ def _names(x, y, z, extra: list[str], combos: list[tuple]) -> list[str]:
     return names
 
 
+def _file_mode() -> int:
+    """The mode a plain new file gets under this process's umask (mkstemp makes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _save_atomic(image: Image.Image, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
     try:
+        os.fchmod(fd, _file_mode())     # grids are read like the images beside them
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG")
             f.flush()

@@ -15,7 +15,11 @@ def read_prompt_file(path: str) -> list[str]:
         raise ValueError(f"prompts.file={path!r}: unsupported file type; valid: {', '.join(PROMPT_FILE_SUFFIXES)}")
     if not p.is_file():
         raise ValueError(f"prompts.file={path!r}: file not found ({p.resolve()})")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"prompts.file={path!r} is not UTF-8 text (byte {e.start}: {e.reason}); valid: a UTF-8 "
+                         f"{'/'.join(PROMPT_FILE_SUFFIXES)} file") from None
     if p.suffix.lower() == ".txt":
         return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if p.suffix.lower() == ".csv":

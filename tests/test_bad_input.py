@@ -32,6 +32,7 @@ CASES = [
     (["prompt=''"], ["prompt set is empty"]),
     (["prompts.file=/missing/prompts.txt"], ["prompts.file='/missing/prompts.txt'", "not found"]),
     (["prompts.file=prompts.json"], ["prompts.file='prompts.json'", ".txt"]),
+    (["prompts.file=binary.txt"], ["prompts.file='binary.txt' is not UTF-8 text"]),
     (["grid.x=steps", "prompts=single"], ["grid.x='steps'", "not a swept axis", "nothing is swept"]),
     (["grid.y=colour"], ["grid.y='colour'", "not a swept axis", "valid: prompt"]),
     (["seed=-2"], ["seed=-2", "-1 for random"]),
@@ -138,6 +139,7 @@ def write_input_files(folder) -> None:
     save_file({"emb_params": torch.zeros(1, 768)}, str(folder / "wide.safetensors"))   # SD1.5's width
     (folder / "notimage.png").write_bytes(b"not an image")
     Image.new("RGB", (64, 64), (200, 30, 30)).save(folder / "init.png")
+    (folder / "binary.txt").write_bytes(b"\x00\xff\xfe not text")
 
 
 @pytest.mark.parametrize("overrides,fragments", CASES, ids=[" ".join(c[0]) for c in CASES])

@@ -1,4 +1,5 @@
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +215,9 @@ def test_build_grids_one_file_per_combination_of_other_varying_axes(tmp_path):
         "grid-cfg-x-sampler-y-vae-z-steps_8-prompt_a_dog.png",
     ]
     assert sorted(out.iterdir()) == sorted(paths)  # no temporary files left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in paths} == {0o666 & ~umask}     # as plain files, not mkstemp's 0600
     for p in paths:
         steps = int(p.name.split("steps_")[1].split("-")[0])
         prompt = p.name.split("prompt_")[1][:-4].replace("_", " ")

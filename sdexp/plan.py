@@ -40,6 +40,7 @@ class Plan:
     scorer: dict
     dry_run: bool = False
     configs: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)     # printed before rendering; nothing stops
 
 
 def _seeds(value) -> tuple[int, ...]:
@@ -329,6 +330,23 @@ def _check_needs(cfgs, views: list[JobView], cells: list[Cell]) -> None:
             raise ConfigError(f"{axis} is swept but no job sets {what}; {axis} only acts with {what}")
 
 
+SIZE_WARN_FACTOR = 2       # a side past this many times the model's native side gets a warning
+
+
+def size_warnings(cells: list[Cell]) -> list[str]:
+    """A warning for each model and image size with a side past SIZE_WARN_FACTOR x the side the model was
+    trained at (64 px for the built-in tiny models, 512 for SD1, 1024 for SDXL): such images tend to
+    repeat their subject and take far more memory and time."""
+    out = []
+    for model, (w, h) in dict.fromkeys((c.model, (c.width, c.height)) for c in cells):   # a hires first pass
+        native = r.native_side(model)
+        if native and max(w, h) > SIZE_WARN_FACTOR * native:
+            out.append(f"size {w}x{h} is {max(w, h) / native:g}x the {native} px that model {model.name!r} was "
+                       f"trained at; past {SIZE_WARN_FACTOR}x images tend to repeat their subject and need far "
+                       f"more memory (hires.scale renders large images from a native-size first pass)")
+    return out
+
+
 def _check_grid_seed(grid: dict, cells: list[Cell]) -> None:
     choice = grid["seed"]
     if isinstance(choice, int) and not isinstance(choice, bool):
@@ -364,7 +382,7 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
     grid = (grid_axes(first.grid, swept_list) if check_grid
             else {**{k: first.grid[k] for k in "xyz"}, "seed": first.grid["seed"]})
     _check_grid_seed(grid, cells)
-    return Plan(
+    return Plan(warnings=size_warnings(cells),
         cells=cells, folder=Path(first.results_root) / first.name, name=first.name, swept=swept_list,
         grid=grid, run=OmegaConf.to_container(first.run),
         scorer=OmegaConf.to_container(first.scorer), dry_run=bool(first.plan.dry_run),

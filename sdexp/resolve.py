@@ -91,6 +91,20 @@ def family_or_none(spec: ModelSpec) -> str | None:
         return None
 
 
+def native_side(spec: ModelSpec) -> int | None:
+    """The side (px) a model was trained at: its UNet's sample_size x 8 where its configs say (the shapes
+    model: 64), else its family's; None when unknown."""
+    from .models import _config_json
+
+    try:
+        kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)
+    except ValueError:
+        return None
+    config = None if kind == "builtin" else _config_json(spec, kind, "unet/config.json")
+    size = (config or {}).get("sample_size")
+    return int(size) * 8 if isinstance(size, int) else _default_side(spec)
+
+
 def _default_side(spec: ModelSpec) -> int | None:
     try:
         kind = classify_source("model.source", spec.source, MODEL_BUILTINS, spec.allow_pickle)

@@ -208,6 +208,8 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
     if plan is None:
         plan = checked_plan(cfgs, override_keys, single_job_of_multirun)
     store = Store(plan.folder)
+    for warning in plan.warnings:
+        log(f"sdexp: warning: {warning}")
     if plan.dry_run:
         s = summary(plan, store.image_ids(), timing_history(plan.folder.parent),
                     resolve_batch_size(plan, resolve_device(plan.run["device"])))

@@ -67,3 +67,17 @@ def test_cells_without_the_new_axes_keep_their_ids():
     before = {k: v for k, v in asdict(c).items() if k not in OPTIONAL_FIELDS and k not in ("seed", "prompt")}
     assert c.cell_id == digest(before)
     assert cell(strength=None).cell_id == c.cell_id and cell(prompt_sr="x").cell_id != c.cell_id
+
+
+@pytest.mark.parametrize("overrides, warned", [
+    (["size=512x512"], "size 512x512 is 8x the 64 px that model 'tiny' was trained at"),
+    (["size=128x64"], None),
+    (["hires.scale=4"], None),            # a native-size first pass, upscaled
+])
+def test_a_size_far_past_the_models_native_side_is_warned(compose_cfg, overrides, warned):
+    from sdexp.plan import make_plan
+
+    plan = make_plan([compose_cfg(["model=tiny", "prompt='a cat'", *overrides])], [])
+    assert len(plan.warnings) == (0 if warned is None else 1)
+    if warned:
+        assert plan.warnings[0].startswith(warned)

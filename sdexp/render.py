@@ -5,6 +5,7 @@ prompt encodings cached per clip skip) -> one decode per VAE of the sweep -> PNG
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -63,8 +64,24 @@ class EncodingCache:
     SDXL entries hold (embeddings, pooled); its empty negative prompt is zeros, as A1111 makes it, where
     the model's config says so (force_zeros_for_empty_prompt: SDXL base, not the refiner)."""
 
-    def __init__(self):
+    def __init__(self, warn=None):
         self._cache: dict[tuple, tuple] = {}
+        self._warned: set[str] = set()
+        self._warn = warn or (lambda text: print(f"sdexp: warning: {text}", file=sys.stderr))
+
+    def _check_length(self, tokenizer, texts: list[str]) -> None:
+        """Warn once per text that the text encoder reads only in part (CLIP takes 77 tokens, start and
+        end included; AUTOMATIC1111 encodes longer prompts in 75-token chunks, which sdexp does not)."""
+        limit = tokenizer.model_max_length
+        for text in texts:
+            if text in self._warned:
+                continue
+            n = len(tokenizer(text, truncation=False).input_ids)
+            if n > limit:
+                self._warned.add(text)
+                shown = text if len(text) <= 60 else text[:57] + "..."
+                self._warn(f"prompt {shown!r} is {n - 2} tokens; the text encoder reads the first {limit - 2} "
+                           f"and ignores the rest (A1111 would encode it in 75-token chunks)")
 
     def get(self, model: LoadedModel, texts: list[str], clip_skip: int, state=None,
             negative: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -72,6 +89,7 @@ class EncodingCache:
         key = (model.spec, state, clip_skip, negative and sdxl)
         missing = [t for t in dict.fromkeys(texts) if key + (t,) not in self._cache]
         if missing:
+            self._check_length(model.tokenizer or model.tokenizer_2, missing)
             if sdxl:      # both text encoders, or text_encoder_2 alone (a refiner)
                 pairs = [(t, e) for t, e in ((model.tokenizer, model.text_encoder),
                                              (model.tokenizer_2, model.text_encoder_2)) if e is not None]

@@ -104,3 +104,18 @@ def test_every_clip_skip_gives_different_embeddings(pipe):
 def test_out_of_range_clip_skip_names_valid_range(pipe, bad):
     with pytest.raises(ValueError, match=rf"clip_skip={bad}\b.*1\.\.{LAYERS}"):
         encode_prompts(pipe.tokenizer, pipe.text_encoder, PROMPTS, bad)
+
+
+def test_a_prompt_past_77_tokens_is_warned_once():
+    from render_helpers import TINY
+
+    from sdexp.models import load_model
+    from sdexp.render import EncodingCache
+
+    warned = []
+    enc = EncodingCache(warn=warned.append)
+    model = load_model(TINY, torch.device("cpu"), torch.float32)
+    long = " ".join(["cat"] * 80)
+    enc.get(model, ["a cat", long], 1)
+    enc.get(model, [long], 2)                            # another clip skip: encoded again, not warned again
+    assert len(warned) == 1 and "is 80 tokens; the text encoder reads the first 75" in warned[0]

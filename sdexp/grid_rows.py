@@ -78,6 +78,14 @@ def _names(x, y, z, extra: list[str], combos: list[tuple]) -> list[str]:
     return names
 
 
+def drop_stale_grids(folder: Path, pages: list) -> None:
+    """Remove grid files of an earlier layout from `folder`: derived files that would contradict `pages`."""
+    drawn = {g.path.resolve() for g in pages}
+    for old in Path(folder).glob("grid-*.png"):
+        if old.resolve() not in drawn:
+            old.unlink()
+
+
 def _file_mode() -> int:
     """The mode a plain new file gets under this process's umask (mkstemp makes 0600)."""
     umask = os.umask(0)

@@ -17,7 +17,7 @@ from .clipscore import ClipScorer
 from .dryrun import format_summary, summary, timing_history
 from .estimates import read_groups
 from .grid import DEFAULT_MAX_PIXELS
-from .grid_rows import GridPage, render_grids
+from .grid_rows import GridPage, drop_stale_grids, render_grids
 from .models import ModelCache
 from .axes import swept_columns
 from .plan import Plan, grid_axes
@@ -220,7 +220,13 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
         rendered = render_plan(plan, store, log)
         compact_if_needed(store, log)
         rows, groups = store.load_rows(), read_groups(store.folder)   # read once for grids and report
-        opts, pages = make_grids(plan, store, rows, groups, lenient=single_job_of_multirun)
+        others = len(set(rows.image_id) - {c.image_id for c in plan.cells}) if not rows.empty else 0
+        if others:      # earlier runs into this name with other settings: grids cover every stored image
+            log(f"sdexp: {others} stored images come from earlier runs of {plan.name!r} with other settings; "
+                f"grids and report cover all {len(rows)}")
+        opts, pages = make_grids(plan, store, rows, groups, lenient=single_job_of_multirun or bool(others))
+        if others:
+            drop_stale_grids(store.grids, pages)
         report = (build_report(store.folder, grid=opts, grids=pages, rows=rows, groups=groups)
                   if not rows.empty else None)
     grids = [g.path for g in pages]

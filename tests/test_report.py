@@ -146,7 +146,7 @@ def test_summary_tells_axes_counts_time_hardware_and_versions(report_sweep):
     folder = Path(report_sweep["folder"])
     rows = sdexp.load_rows(folder)
     text = " ".join(" ".join(Tags(index_of(folder)).text).split())
-    for fact in ("Images 8", "Prompts 2", "Seeds per prompt 2", "CFG scale 3, 7", "Seed 0, 1",
+    for fact in ("Images 8", "Prompts 2", "Seeds per cell and prompt 2", "CFG scale 3, 7", "Seed 0, 1",
                  "Device cpu", "Precision float32", f"torch {rows.torch_version.iloc[0]}",
                  f"diffusers {rows.diffusers_version.iloc[0]}", "Render time", "Runs 1"):
         assert fact in text, fact

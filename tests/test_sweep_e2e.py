@@ -117,3 +117,19 @@ def test_resume_after_kill(tmp_path):
     assert not leftovers
     for part in _part_files(folder):
         pd.read_parquet(part)
+
+
+def test_two_sweeps_into_one_name_get_grids_and_report_over_both(compose_cfg):
+    from sdexp.sweep import run_sweep
+
+    base = ["model=tiny", "steps=1", "prompt=x", "scorer=none", "name=two", "run.progress=false"]
+    first = [compose_cfg([*base, f"cfg={c}"]) for c in (3, 5)]
+    out = run_sweep(first, ["cfg"], log=lambda *a: None)
+    said = []
+    second = [compose_cfg([*base, "cfg=3", f"steps={s}", "seed=5"]) for s in (1, 2)]
+    out = run_sweep(second, ["steps"], log=said.append)
+    assert any("2 stored images come from earlier runs of 'two'" in s for s in said)
+    assert [p.name for p in out["grids"]] == ["grid-steps-x-cfg-y.png"]           # both runs' axes
+    assert sorted(p.name for p in (out["folder"] / "grids").iterdir()) == ["grid-steps-x-cfg-y.png"]
+    html = (out["folder"] / "report" / "index.html").read_text()
+    assert "Seeds per cell and prompt</dt><dd>1 to 2</dd>" in html                  # cfg 3, steps 1: seeds 0 and 5

@@ -15,7 +15,7 @@ from PIL import Image
 from ..axes import ConfigError
 from ..estimates import decimals, format_number, read_groups
 from ..grid import DEFAULT_MAX_PIXELS, AXIS_LABELS, axis_label
-from ..grid_rows import GridPage, render_grids
+from ..grid_rows import GridPage, drop_stale_grids, render_grids
 from ..store import TMP_SUFFIX, atomic_write_bytes, load_rows
 from .html import ASSETS, render, render_index
 from .images import image_facts
@@ -146,11 +146,7 @@ def build_report(folder: Path | str, grid: dict | None = None, grids: list[GridP
             rows, folder, folder / "grids", grid["x"], grid.get("y"), grid.get("z"),
             seed=grid.get("seed", "first"), metric=grid.get("metric"), groups=groups,
             max_pixels=grid.get("max_pixels", DEFAULT_MAX_PIXELS))
-        # grids of an earlier layout would contradict these; they are derived files, drop them
-        drawn = {g.path.resolve() for g in grids}
-        for old in (folder / "grids").glob("grid-*.png"):
-            if old.resolve() not in drawn:
-                old.unlink()
+        drop_stale_grids(folder / "grids", grids)
     report = folder / "report"
     report.mkdir(parents=True, exist_ok=True)
     writer = Writer(report)

@@ -44,9 +44,11 @@ def summarize(rows: pd.DataFrame, folder: Path, grid: dict | None) -> dict:
         facts.append(("Cells (settings but seed and prompt)", str(rows["cell_id"].nunique())))
     if "prompt" in rows.columns:
         facts.append(("Prompts", str(rows["prompt"].nunique())))
-    if "seed" in rows.columns:
-        facts.append(("Seeds per prompt", str(rows.groupby("prompt")["seed"].nunique().max()
-                                              if "prompt" in rows.columns else rows["seed"].nunique())))
+    if "seed" in rows.columns:      # per cell and prompt: runs of other settings may add other seeds
+        keys = [c for c in ("cell_id", "prompt") if c in rows.columns]
+        counts = rows.groupby(keys)["seed"].nunique() if keys else pd.Series([rows["seed"].nunique()])
+        lo, hi = int(counts.min()), int(counts.max())
+        facts.append(("Seeds per cell and prompt", str(lo) if lo == hi else f"{lo} to {hi}"))
     steady, warm = (rows[c] if c in rows.columns else pd.Series(dtype=float) for c in ("seconds", "warmup_seconds"))
     if steady.notna().any() or warm.notna().any():
         total = float(steady.sum()) + float(warm.sum())

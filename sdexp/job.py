@@ -37,8 +37,9 @@ def _plain(value):
 class Job:
     """One job config as plain values (read once: OmegaConf access is slow for thousands of views)."""
 
-    def __init__(self, cfg):
-        self.values = _plain(OmegaConf.to_container(cfg, resolve=True))
+    def __init__(self, cfg, container: dict | None = None):
+        """`container`: OmegaConf.to_container(cfg, resolve=True), when the caller has it already."""
+        self.values = _plain(OmegaConf.to_container(cfg, resolve=True) if container is None else container)
         self.follows_model = {k: OmegaConf.is_interpolation(cfg, k) for k in ("width", "height")}
 
 
@@ -96,24 +97,37 @@ _MISSING = object()
 INNER_KEYS = ("seed",)
 
 
-def settings(cfg, errors: list[str]) -> list[JobView]:
+def _select(values, dotted: str):
+    """A dotted key of a job's plain values, or _MISSING."""
+    node = values
+    for part in dotted.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError):
+            return _MISSING
+    return node
+
+
+def settings(cfg, errors: list[str], container: dict | None = None) -> list[JobView]:
     """The views of one job: one per combination of the values its axis keys list. Bad values are
-    appended to `errors` (once each) and left out."""
+    appended to `errors` (once each) and left out. Values are read from the job's resolved plain
+    values (`container`, when the caller has it), not through OmegaConf: a multirun has thousands."""
     base, lists = {}, {}
-    job = Job(cfg)
+    job = Job(cfg, container)
     for axis in setting_axes():
         key = axis.config_key
         if key in INNER_KEYS:
             continue
-        raw = OmegaConf.select(cfg, key, default=_MISSING)
+        raw = _select(job.values, key)
         if raw is _MISSING:
             continue
-        if raw is None or (axis.kind == "file" and not OmegaConf.is_list(raw)):
+        is_list = isinstance(raw, tuple)
+        if raw is None or (axis.kind == "file" and not is_list):
             continue
         try:
             items = expand(raw, axis.kind, axis.splits)
         except ValueError as e:
-            errors.append(f"{key}={OmegaConf.to_container(raw) if OmegaConf.is_list(raw) else raw!r}: {e}")
+            errors.append(f"{key}={list(raw) if is_list else raw!r}: {e}")
             continue
         if not items:
             errors.append(f"{key}=[] holds no values; valid: {axis.doc or 'one value or a list of them'}")

@@ -362,9 +362,10 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
     errors: list[str] = []
     memo = Memo()
     views: list[JobView] = []
-    for cfg in cfgs:
+    containers = [OmegaConf.to_container(c, resolve=True) for c in cfgs]   # read once: plan.configs too
+    for cfg, container in zip(cfgs, containers):
         job_errors = check_run(cfg)
-        job_views = settings(cfg, job_errors)
+        job_views = settings(cfg, job_errors, container)
         for view in job_views:
             job_errors += check_view(view, memo)
         errors += [e for e in dict.fromkeys(job_errors) if e not in errors]
@@ -386,5 +387,5 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
         cells=cells, folder=Path(first.results_root) / first.name, name=first.name, swept=swept_list,
         grid=grid, run=OmegaConf.to_container(first.run),
         scorer=OmegaConf.to_container(first.scorer), dry_run=bool(first.plan.dry_run),
-        configs=[OmegaConf.to_container(c, resolve=True) for c in cfgs],
+        configs=containers,
     )

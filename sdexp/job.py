@@ -108,12 +108,12 @@ def _select(values, dotted: str):
     return node
 
 
-def settings(cfg, errors: list[str], container: dict | None = None) -> list[JobView]:
+def settings(cfg, errors: list[str], job: Job | None = None) -> list[JobView]:
     """The views of one job: one per combination of the values its axis keys list. Bad values are
     appended to `errors` (once each) and left out. Values are read from the job's resolved plain
-    values (`container`, when the caller has it), not through OmegaConf: a multirun has thousands."""
+    values (`job`, when the caller has made it), not through OmegaConf: a multirun has thousands."""
     base, lists = {}, {}
-    job = Job(cfg, container)
+    job = job or Job(cfg)
     for axis in setting_axes():
         key = axis.config_key
         if key in INNER_KEYS:

@@ -20,7 +20,7 @@ from .cell import OPTIONAL_FIELDS, Cell, digest  # noqa: F401  (re-exported)
 from .config import unknown_keys
 from .hires import get_upscaler, size_problem
 from .img2img import steps_run
-from .job import JobView, Memo, settings
+from .job import Job, JobView, Memo, settings
 from .metrics.registry import METRICS
 from .models import MODEL_BUILTINS, ModelSpec, classify_source, model_family, text_encoder_layers
 from .named_files import OFF_VALUES
@@ -61,8 +61,9 @@ def _check(cond: bool, message: str, errors: list[str]) -> None:
         errors.append(message)
 
 
-def check_run(cfg: DictConfig) -> list[str]:
-    """Problems of the job-wide settings (keys, run, name, grid, lcm), naming key, value and valid choices."""
+def check_run(cfg) -> list[str]:
+    """Problems of the job-wide settings (keys, run, name, grid, lcm), naming key, value and valid choices.
+    `cfg`: a job config, or its plain values (sdexp.job.Job.values), which read far faster."""
     errors: list[str] = list(unknown_keys(cfg))
     run = cfg.run
     bs = run.batch_size
@@ -364,8 +365,9 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
     views: list[JobView] = []
     containers = [OmegaConf.to_container(c, resolve=True) for c in cfgs]   # read once: plan.configs too
     for cfg, container in zip(cfgs, containers):
-        job_errors = check_run(cfg)
-        job_views = settings(cfg, job_errors, container)
+        job = Job(cfg, container)
+        job_errors = check_run(job.values)
+        job_views = settings(cfg, job_errors, job)
         for view in job_views:
             job_errors += check_view(view, memo)
         errors += [e for e in dict.fromkeys(job_errors) if e not in errors]

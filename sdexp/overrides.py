@@ -63,4 +63,6 @@ def prepare(argv: list[str]) -> list[str]:
             elif not multirun and axis.splits and "," in value:
                 value = quote(value)
         out.append(f"{key}={value}")
-    return out
+    # `-m` may come anywhere (`sdexp seed=1 -m cfg=3,5`): Hydra's parser takes overrides after it only
+    flags = [a for a in out if a in ("-m", "--multirun")]
+    return flags + [a for a in out if a not in ("-m", "--multirun")]

@@ -47,3 +47,15 @@ def report_sweep(tmp_path_factory):
     for cfg in cfgs:
         OmegaConf.update(cfg, "prompts.items", ["a red apple on a table", EVIL_PROMPT])
     return run_sweep(cfgs, ["cfg"], log=lambda *a: None)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests (run by `make test-all`) are skipped where no CUDA device is at hand."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

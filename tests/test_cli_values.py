@@ -63,6 +63,7 @@ def test_argv_is_prepared_before_hydra_sees_it():
     assert out[0] == "prompt='masterpiece, best quality, a cat'"
     assert out[1] == "steps='10-30 (+10)'" and out[2] == "cfg='3,7'" and out[3] == "sampler=euler"
     assert prepare(["-m", "cfg=3,7"])[1] == "cfg=3,7"                # with -m: Hydra's sweep, one job per value
+    assert prepare(["seed=1", "-m", "cfg=3,7"]) == ["-m", "seed=1", "cfg=3,7"]   # -m anywhere: Hydra needs it first
     with pytest.raises(ConfigError) as err:
         prepare(["-m", "+samplr=euler"])
     assert "samplr is not a config key; did you mean sampler?" in str(err.value)

@@ -18,7 +18,9 @@ def readme_sweep(compose_cfg, marker: str) -> tuple[list, object, dict]:
     block = re.search(rf"<!-- {marker} -->\s*```bash\n(.*?)```", (CONF_DIR.parent / "README.md").read_text(),
                       re.DOTALL).group(1)
     commands = [c for c in block.replace("\\\n", " ").splitlines() if c.strip() and not c.startswith("#")]
-    args = prepare(shlex.split(commands[0]))
+    words = shlex.split(commands[0])
+    assert words[0] == "sdexp"
+    args = ["sdexp", *prepare(words[1:])]
     assert args[:2] == ["sdexp", "-m"]
     fixed = [a for a in args[2:] if not re.fullmatch(r"[\w.]+=[^'\"\[]*,.*", a)]
     swept = [[f"{a.split('=')[0]}={v}" for v in a.split("=", 1)[1].split(",")] for a in args[2:] if a not in fixed]

@@ -25,6 +25,8 @@ CASES = [
     (["clip_skip=0"], ["clip_skip=0", "1..12"]),
     (["clip_skip=13"], ["clip_skip=13", "1..12"]),
     (["steps=0"], ["steps=0", ">= 1"]),
+    (["steps=1000000000"], ["steps=1000000000", "<= 1000"]),        # unbounded, it once took all memory
+    (["seed=[0,9223372036854775808]"], ["seed=9223372036854775808", "0..4294967295"]),
     (["cfg=-1"], ["cfg=-1", ">= 0"]),
     (["width=65"], ["width=65", "multiple of 8"]),
     (["height=100"], ["height=100", "multiple of 8"]),

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
-from .axis_values import finite, to_float, to_int
+from .axis_values import finite, map_distinct, to_float, to_int
 from .hires import check_upscaler
 
 
@@ -234,15 +234,6 @@ def _plain(value):
     return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
 
 
-def _plain_all(values) -> list:
-    """_plain of each value, each distinct value converted once."""
-    try:
-        memo: dict = {}
-        return [memo[v] if v in memo else memo.setdefault(v, _plain(v)) for v in values]
-    except TypeError:            # unhashable values
-        return [_plain(v) for v in values]
-
-
 def _follows(values: Mapping[str, list], axis: str, others: list[str]) -> bool:
     """True when `axis` is set by other axes (LCM's steps and CFG follow the sampler): one value for each
     combination of them. Axes of a full grid never follow others."""
@@ -260,7 +251,7 @@ def swept(values: Mapping[str, Iterable], order: Iterable[str] = ()) -> list[str
     One rule for plan, grids, report, groups, tables and plots: an axis set by others (LCM's steps and
     CFG) is not swept; when Prompt S/R varies it is the axis, not the prompts it makes; width and height
     swept together are one "Size" axis unless the user swept width or height by name."""
-    columns = {a: _plain_all(values[a]) for a in AXES if a in values}
+    columns = {a: map_distinct(_plain, values[a]) for a in AXES if a in values}
     varying = [a for a in AXES if a in columns and len(set(columns[a])) > 1]
     keys = [axis_of_key(k) or k for k in order]
     varying = [a for i, a in enumerate(varying) if not _follows(columns, a, varying[:i])]

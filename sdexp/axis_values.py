@@ -104,3 +104,12 @@ def to_float(value) -> float:
 
 def finite(value: float) -> bool:
     return not (math.isnan(value) or math.isinf(value))
+
+
+def map_distinct(fn, values) -> list:
+    """[fn(v) for v in values], calling fn once per distinct value (columns of 10^5 rows repeat a few)."""
+    try:
+        memo: dict = {}
+        return [memo[v] if v in memo else memo.setdefault(v, fn(v)) for v in values]
+    except TypeError:            # unhashable values
+        return [fn(v) for v in values]

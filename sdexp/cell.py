@@ -32,13 +32,17 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def shown_value(value):
+    """An axis value as grids and rows show it: a file (model, VAE, LoRA, ...) by its name."""
+    return value.name if hasattr(value, "name") and hasattr(value, "source") else value
+
+
 class _CellMethods:
     def axis(self, name: str):
         """The value of an axis as grids and rows show it (files by name)."""
         if name == "size":
             return self.size
-        value = getattr(self, name)
-        return value.name if hasattr(value, "name") and hasattr(value, "source") else value
+        return shown_value(getattr(self, name))
 
     def row_values(self) -> dict:
         """Every registry column of this cell's row: axes as grids show them, facts as text."""

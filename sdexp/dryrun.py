@@ -19,13 +19,17 @@ SD15_SCHEDULER = Path(__file__).parent / "skeletons" / "sd15" / "scheduler" / "s
 SDXL_SCHEDULER = Path(__file__).parent / "skeletons" / "sdxl" / "scheduler" / "scheduler_config.json"
 
 
+def _scheduler(config: Path, sampler: str, steps: int, schedule: str):
+    """A sampler's scheduler on a shipped skeleton's schedule, its timesteps set for `steps`."""
+    scheduler = build_scheduler(get_sampler(sampler), json.loads(config.read_text()), [0], get_schedule(schedule))
+    scheduler.set_timesteps(steps)
+    return scheduler
+
+
 @lru_cache(maxsize=None)
 def unet_calls(sampler: str, steps: int, schedule: str = "Automatic") -> int:
     """UNet calls of one denoise (Heun and DPM2 call it about twice a step), from the SD1 schedule."""
-    scheduler = build_scheduler(get_sampler(sampler), json.loads(SD15_SCHEDULER.read_text()), [0],
-                                get_schedule(schedule))
-    scheduler.set_timesteps(steps)
-    return len(scheduler.timesteps)
+    return len(_scheduler(SD15_SCHEDULER, sampler, steps, schedule).timesteps)
 
 
 def unet_evaluations(cell: Cell) -> int:
@@ -43,9 +47,7 @@ def refiner_split(sampler: str, steps: int, schedule: str, switch: float) -> tup
     on SDXL base's schedule (the timesteps where a switch falls depend on its spacing)."""
     from .denoise import start_after, steps_before
 
-    scheduler = build_scheduler(get_sampler(sampler), json.loads(SDXL_SCHEDULER.read_text()), [0],
-                                get_schedule(schedule))
-    scheduler.set_timesteps(steps)
+    scheduler = _scheduler(SDXL_SCHEDULER, sampler, steps, schedule)
     return steps_before(scheduler, switch), len(scheduler.timesteps) - start_after(scheduler, switch)
 
 

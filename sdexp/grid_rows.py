@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from .axes import AXIS_LABELS, DERIVED
+from .axis_values import map_distinct
 from .grid import (DEFAULT_MAX_PIXELS, MAX_NAME, STRIP_SHARE, _check_axis, axis_label, caption, caption_height, draw_xyz, format_value, grid_layout, hstack)
 from .image_health import flag_note
 
@@ -37,14 +38,7 @@ def plain_value(v):
 def plain_records(rows: pd.DataFrame) -> list[dict]:
     """Rows as dicts of plain Python values (plain_value of each), column by column: each distinct
     value of a column is converted once."""
-    columns = []
-    for name in rows.columns:
-        values = rows[name].tolist()
-        try:
-            memo: dict = {}
-            columns.append([memo[v] if v in memo else memo.setdefault(v, plain_value(v)) for v in values])
-        except TypeError:        # unhashable values
-            columns.append([plain_value(v) for v in values])
+    columns = [map_distinct(plain_value, rows[name].tolist()) for name in rows.columns]
     return [dict(zip(rows.columns, vals)) for vals in zip(*columns)]
 
 

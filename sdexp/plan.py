@@ -16,7 +16,7 @@ from . import resolve as r
 from . import tiny
 from .axes import AXES, BY_NAME, SEED_MAX, ConfigError, axis_of_key, grid_axes, swept  # noqa: F401 (re-exported)
 from .axis_values import expand
-from .cell import OPTIONAL_FIELDS, Cell, digest  # noqa: F401  (re-exported)
+from .cell import OPTIONAL_FIELDS, Cell, digest, shown_value  # noqa: F401  (re-exported)
 from .config import unknown_keys
 from .hires import get_upscaler, size_problem
 from .img2img import steps_run
@@ -197,9 +197,8 @@ def _refiner_problems(view: JobView, memo: Memo, model: ModelSpec) -> list[str]:
     if memo(model_family, model) != "sdxl":
         errors.append(f"{shown} is set with an SD1 checkpoint ({model.name}); the refiner finishes an SDXL base "
                       f"model's denoise; valid: an SDXL checkpoint, or refiner=none")
-    for key, off, what in (("hires.scale", None, "the hires fix"), ("init_image", None, "img2img"),
-                           ("embedding", None, "an embedding")):
-        if view[key] not in OFF_VALUES and view[key] != off:
+    for key, what in (("hires.scale", "the hires fix"), ("init_image", "img2img"), ("embedding", "an embedding")):
+        if view[key] not in OFF_VALUES:
             errors.append(f"{shown} cannot be combined with {what} ({key}={view[key]!r}) yet; valid: {key}=null "
                           f"or refiner=none")
     if not errors:
@@ -279,11 +278,6 @@ def _columns(cells: list[Cell], names: list[str]) -> dict[str, tuple]:
         {names[0]: tuple(getattr(c, names[0]) for c in cells)}
 
 
-def _shown(value):
-    """An axis value as grids show it (files by name), as Cell.axis gives it."""
-    return value.name if hasattr(value, "name") and hasattr(value, "source") else value
-
-
 def swept_axes(cells: list[Cell], override_keys: list[str] = ()) -> list[str]:
     """The swept axes of cells (as sdexp.axes.swept): an axis with one value is passed as that value alone,
     and values are converted once per distinct value."""
@@ -293,7 +287,7 @@ def swept_axes(cells: list[Cell], override_keys: list[str] = ()) -> list[str]:
         columns["size"] = tuple(f"{w}x{h}" for w, h in zip(columns["width"], columns["height"]))
     values = {}
     for name, column in columns.items():
-        shown = {v: _shown(v) for v in set(column)}
+        shown = {v: shown_value(v) for v in set(column)}
         values[name] = [shown[v] for v in column] if len(shown) > 1 else list(shown.values())
     return swept(values, override_keys)
 

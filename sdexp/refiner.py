@@ -30,6 +30,7 @@ from .models import LoadedModel, ModelCache
 from .render import (
     EncodingCache,
     ModelFacts,
+    _denoise_cells,
     _timed_chunks,
     batch_embeddings,
     decoded,
@@ -51,6 +52,10 @@ class BaseLatents:
     seconds: dict = field(default_factory=dict)     # first-pass trajectory -> seconds of its base denoise
     base: dict = field(default_factory=dict)        # first-pass trajectory -> ModelFacts of its base model
     uses: dict = field(default_factory=dict)        # first-pass trajectory -> refiner cells starting from it
+
+    def share(self, trajectory: tuple, images: int) -> float:
+        """Seconds of a base denoise counted into `images` of the images it serves."""
+        return self.seconds[trajectory] / self.uses[trajectory] * images
 
 
 def base_passes(model: LoadedModel, enc: EncodingCache, cache: ModelCache, cells: list[Cell], plain: list[Cell],
@@ -82,14 +87,11 @@ def base_passes(model: LoadedModel, enc: EncodingCache, cache: ModelCache, cells
             done = [i for i, c in enumerate(lead) if c.trajectory in by_trajectory]
             if done:
                 trajectories = [by_trajectory[lead[i].trajectory] for i in done]
-                shared = [out.seconds[lead[i].trajectory] / out.uses[lead[i].trajectory] * len(t)
-                          for i, t in zip(done, trajectories)]
+                shared = [out.share(lead[i].trajectory, len(t)) for i, t in zip(done, trajectories)]
                 yield from decoded(cache, model, trajectories, kept[ends.index(FULL)][done], 0.0, shared)
 
 
 def _base_denoise(model: LoadedModel, enc: EncodingCache, cells: list[Cell], ends: tuple) -> list[torch.Tensor]:
-    from .render import _denoise_cells
-
     return _denoise_cells(model, enc, cells, None, denoising_ends=ends)
 
 
@@ -106,7 +108,7 @@ def render_refiner_passes(cache: ModelCache, enc: EncodingCache, model_of: Calla
                     lambda part, refiner=refiner: refiner_pass(refiner, enc, list(part), first), batch.lead):
                 trajectories = [by_lead[c] for c in lead]
                 key = [c.first_pass.trajectory for c in lead]
-                shared = [first.seconds[k] / first.uses[k] * len(t) for k, t in zip(key, trajectories)]
+                shared = [first.share(k, len(t)) for k, t in zip(key, trajectories)]
                 yield from decoded(cache, refiner, trajectories, latents, seconds, shared, base=first.base[key[0]])
 
 

@@ -66,7 +66,7 @@ class EncodingCache:
 
     def __init__(self, warn=None):
         self._cache: dict[tuple, tuple] = {}
-        self._warned: set[str] = set()
+        self._checked: set[str] = set()
         self._warn = warn or (lambda text: print(f"sdexp: warning: {text}", file=sys.stderr))
 
     def _check_length(self, tokenizer, texts: list[str]) -> None:
@@ -74,11 +74,11 @@ class EncodingCache:
         end included; AUTOMATIC1111 encodes longer prompts in 75-token chunks, which sdexp does not)."""
         limit = tokenizer.model_max_length
         for text in texts:
-            if text in self._warned:
+            if text in self._checked:
                 continue
+            self._checked.add(text)
             n = len(tokenizer(text, truncation=False).input_ids)
             if n > limit:
-                self._warned.add(text)
                 shown = text if len(text) <= 60 else text[:57] + "..."
                 self._warn(f"prompt {shown!r} is {n - 2} tokens; the text encoder reads the first {limit - 2} "
                            f"and ignores the rest (A1111 would encode it in 75-token chunks)")

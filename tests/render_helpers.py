@@ -50,3 +50,21 @@ def max_diff(a, b) -> int:
 
 def mean_diff(a, b) -> float:
     return float(np.abs(a.astype(float) - b.astype(float)).mean())
+
+
+def sweep_recording(module, name: str, cfgs, keys) -> tuple[dict, list[tuple]]:
+    """run_sweep(cfgs, keys) with `module.name` wrapped to record the arguments of each call: (its
+    output, [arguments of each call]), to count work the engine does."""
+    import pytest
+
+    from sdexp.sweep import run_sweep
+
+    calls: list[tuple] = []
+    real = getattr(module, name)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(module, name, lambda *args: calls.append(args) or real(*args))
+    try:
+        out = run_sweep(cfgs, keys, log=lambda *a: None)
+    finally:
+        patch.undo()
+    return out, calls

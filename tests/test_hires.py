@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from readme_sweeps import readme_sweep
-from render_helpers import as_uint8, cell, max_diff, render_cells, tiny_pipeline
+from render_helpers import as_uint8, cell, max_diff, render_cells, sweep_recording, tiny_pipeline
 
 from sdexp.metadata import parse_a1111_parameters
 from sdexp.samplers import build_scheduler, get_sampler
@@ -94,7 +94,6 @@ def sweep(tmp_path_factory):
     from sdexp.hydra_setup import register_all
     from sdexp.paths import CONF_DIR
     from sdexp.plan import make_plan
-    from sdexp.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("hires") / "results"
     register_all()
@@ -105,16 +104,8 @@ def sweep(tmp_path_factory):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfgs = [compose("config", overrides=[*base, *job]) for job in jobs]
     keys = ["hires.scale", "hires.strength", "sampler"]
-    first_passes = []
-    real = two_pass._denoise_cells
-    mp = pytest.MonkeyPatch()
-    mp.setattr(two_pass, "_denoise_cells", lambda model, enc, cells, vae_of: first_passes.extend(cells)
-               or real(model, enc, cells, vae_of))
-    try:
-        out = run_sweep(cfgs, keys, log=lambda *a: None)
-    finally:
-        mp.undo()
-    return {"out": out, "first_passes": first_passes, "plan": make_plan(cfgs, keys)}
+    out, calls = sweep_recording(two_pass, "_denoise_cells", cfgs, keys)       # (model, enc, cells, vae_of)
+    return {"out": out, "first_passes": [c for _, _, cells, _ in calls for c in cells], "plan": make_plan(cfgs, keys)}
 
 
 def test_sweep_denoises_each_first_pass_once(sweep):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from readme_sweeps import readme_sweep
-from render_helpers import AUTO, as_uint8, max_diff, render_cells
+from render_helpers import AUTO, as_uint8, max_diff, render_cells, sweep_recording
 
 from sdexp import refiner as refiner_module
 from sdexp import tiny_sdxl
@@ -99,7 +99,6 @@ def sweep(tmp_path_factory):
     from sdexp.hydra_setup import register_all
     from sdexp.paths import CONF_DIR
     from sdexp.plan import make_plan
-    from sdexp.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("refiner") / "results"
     register_all()
@@ -109,16 +108,8 @@ def sweep(tmp_path_factory):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfgs = [compose("config", overrides=overrides)]
     keys = ["refiner", "refiner_switch"]
-    bases = []
-    real = refiner_module._base_denoise
-    mp = pytest.MonkeyPatch()
-    mp.setattr(refiner_module, "_base_denoise", lambda model, enc, cells, ends: bases.append((cells, ends))
-               or real(model, enc, cells, ends))
-    try:
-        out = run_sweep(cfgs, keys, log=lambda *a: None)
-    finally:
-        mp.undo()
-    return {"out": out, "bases": bases, "plan": make_plan(cfgs, keys)}
+    out, calls = sweep_recording(refiner_module, "_base_denoise", cfgs, keys)     # (model, enc, cells, ends)
+    return {"out": out, "bases": [(cells, ends) for _, _, cells, ends in calls], "plan": make_plan(cfgs, keys)}
 
 
 def test_one_base_denoise_serves_every_refiner_and_switch(sweep):

@@ -169,7 +169,8 @@ def test_scores_from_tensors_match_the_pil_path(scorer, reference):
     fresh = ClipScorer("tiny")
     first = fresh.score_pixels(tensors[3:], list(prompts[3:]))       # some prompts cached first
     scores = fresh.score_pixels(tensors, list(prompts))
-    assert scores[3:] == first
+    # the same images in a batch of another size: equal up to float summation order
+    assert scores[3:] == pytest.approx(first, abs=TOL)
     for score, want in zip(scores, expected):
         assert abs(score - want) <= TOL, (score, want)
     assert sum(s > 1 for s in scores) >= len(CASES) - 1

@@ -33,7 +33,7 @@ import sweep_vs_naive as svn  # noqa: E402
 import sdexp  # noqa: E402
 from sdexp.clipscore import ClipScorer  # noqa: E402
 from sdexp.models import ModelSpec, VaeSpec  # noqa: E402
-from sdexp.sweep import quiet_libraries  # noqa: E402
+from sdexp.renderer import quiet_libraries  # noqa: E402
 
 
 def steady(folder: Path) -> dict:

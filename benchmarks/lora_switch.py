@@ -27,7 +27,7 @@ from sweep_vs_naive import full_size_folder  # noqa: E402
 
 from sdexp.lora import LoraSpec, activate_lora  # noqa: E402
 from sdexp.models import ModelSpec, load_model  # noqa: E402
-from sdexp.sweep import quiet_libraries  # noqa: E402
+from sdexp.renderer import quiet_libraries  # noqa: E402
 
 
 def timed(fn, repeat: int = 1) -> float:

@@ -30,7 +30,8 @@ from sdexp.plan import Cell, Plan
 from sdexp.render import plan_batches
 from sdexp.samplers import build_scheduler, get_sampler
 from sdexp.store import Store
-from sdexp.sweep import quiet_libraries, render_plan
+from sdexp.renderer import quiet_libraries
+from sdexp.sweep import render_plan
 
 PROMPTS = ["a portrait photo of an old fisherman, dramatic lighting", "a watercolor painting of a mountain lake"]
 NEGATIVE = "blurry, low quality"

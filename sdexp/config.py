@@ -58,6 +58,17 @@ class RunConf:
     progress: bool = True
     channels_last: bool = True         # CUDA only: channels_last memory format for the UNet
     compile: bool = False              # CUDA only: torch.compile the UNet (once per batch shape)
+    backend: str = "local"             # local (this process) or ray (work units on Ray actors; README, "Ray")
+
+
+@dataclass
+class RayConf:
+    """run.backend=ray: where the actors run and what each holds (README, "Ray")."""
+    address: str = "local"             # local (start a cluster on this machine), auto (join the running one)
+                                       # or a cluster address (host:port, ray://host:port)
+    workers: Optional[int] = None      # actors; null: one per GPU of the cluster (per cpus_per_worker CPUs without GPUs)
+    gpus_per_worker: Optional[float] = None   # null: 1 on a cluster with GPUs, 0 without
+    cpus_per_worker: float = 1         # also each actor's torch threads (rounded, at least 1)
 
 
 @dataclass
@@ -92,6 +103,7 @@ class SdexpConfig:
     scorer: ScorerConf = field(default_factory=ScorerConf)
     grid: GridConf = field(default_factory=GridConf)
     run: RunConf = field(default_factory=RunConf)
+    ray: RayConf = field(default_factory=RayConf)
     plan: PlanConf = field(default_factory=PlanConf)
     lcm: LcmConf = field(default_factory=LcmConf)
     hires: HiresConf = field(default_factory=HiresConf)

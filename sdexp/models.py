@@ -362,6 +362,7 @@ class ModelCache:
         self._models: OrderedDict[ModelSpec, LoadedModel] = OrderedDict()
         self._vaes: dict[tuple[ModelSpec, VaeSpec], tuple] = {}
         self.loads = 0
+        self.loaded: list[str] = []     # the name of each checkpoint loaded, once per load
 
     def model(self, spec: ModelSpec, loader: Callable[[ModelSpec], LoadedModel]) -> LoadedModel:
         if spec in self._models:
@@ -371,6 +372,7 @@ class ModelCache:
             old, _ = self._models.popitem(last=False)
             self._vaes = {k: v for k, v in self._vaes.items() if k[0] != old}
         self.loads += 1
+        self.loaded.append(spec.name)
         self._models[spec] = _loading("checkpoint", spec, lambda: loader(spec))
         return self._models[spec]
 

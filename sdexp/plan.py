@@ -38,6 +38,7 @@ class Plan:
     grid: dict                  # x, y, z (axis or None) and seed
     run: dict
     scorer: dict
+    ray: dict = field(default_factory=dict)    # the ray.* keys (run.backend=ray)
     dry_run: bool = False
     configs: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)     # printed before rendering; nothing stops
@@ -71,6 +72,7 @@ def check_run(cfg) -> list[str]:
            f"run.batch_size={bs!r} is not valid; valid: 'auto' or an integer >= 1", errors)
     _check(run.max_resident_models >= 1, f"run.max_resident_models={run.max_resident_models} must be >= 1", errors)
     _check(run.dtype in DTYPES, f"run.dtype={run.dtype!r} is not valid; valid: {', '.join(DTYPES)}", errors)
+    errors += check_backend(run.backend, cfg.ray)
     _check(str(cfg.name).strip() not in ("", ".", "..") and "/" not in str(cfg.name),
            f"name={cfg.name!r} must be a plain folder name", errors)
     seed_choice = cfg.grid.seed
@@ -81,6 +83,30 @@ def check_run(cfg) -> list[str]:
     _check(cfg.grid.max_pixels >= 1, f"grid.max_pixels={cfg.grid.max_pixels} must be >= 1", errors)
     _check(cfg.lcm.steps is None or cfg.lcm.steps >= 1, f"lcm.steps={cfg.lcm.steps} must be >= 1 or null", errors)
     _check(cfg.lcm.cfg is None or cfg.lcm.cfg >= 0, f"lcm.cfg={cfg.lcm.cfg} must be >= 0 or null", errors)
+    return errors
+
+
+BACKENDS = ("local", "ray")
+
+
+def check_backend(backend, ray) -> list[str]:
+    """Problems of run.backend and the ray.* keys."""
+    errors: list[str] = []
+    if backend not in BACKENDS:
+        return [f"run.backend={backend!r} is not valid; valid: {', '.join(BACKENDS)}"]
+    address = str(ray.address)
+    _check(address in ("local", "auto") or ":" in address,
+           f"ray.address={ray.address!r} is not valid; valid: local, auto, host:port or ray://host:port", errors)
+    _check(ray.workers is None or ray.workers >= 1, f"ray.workers={ray.workers} must be >= 1 or null", errors)
+    _check(ray.gpus_per_worker is None or ray.gpus_per_worker >= 0,
+           f"ray.gpus_per_worker={ray.gpus_per_worker} must be >= 0 or null", errors)
+    _check(ray.cpus_per_worker > 0, f"ray.cpus_per_worker={ray.cpus_per_worker} must be > 0", errors)
+    if backend == "ray" and not errors:
+        import importlib.util
+
+        _check(importlib.util.find_spec("ray") is not None,
+               "run.backend=ray needs Ray, which is not installed; valid: pip install 'sdexp[ray]', "
+               "or run.backend=local", errors)
     return errors
 
 
@@ -381,7 +407,7 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
     _check_grid_seed(grid, cells)
     return Plan(warnings=size_warnings(cells),
         cells=cells, folder=Path(first.results_root) / first.name, name=first.name, swept=swept_list,
-        grid=grid, run=OmegaConf.to_container(first.run),
+        grid=grid, run=OmegaConf.to_container(first.run), ray=OmegaConf.to_container(first.ray),
         scorer=OmegaConf.to_container(first.scorer), dry_run=bool(first.plan.dry_run),
         configs=containers,
     )

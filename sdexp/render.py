@@ -207,11 +207,7 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
         return model
 
     for spec in dict.fromkeys(c.model for c in cells):
-        refined = [c for c in cells if c.model == spec and c.refined]
-        bases = {c.first_pass.trajectory for c in refined}
-        one = [c for c in cells if c.model == spec and not c.two_pass and not c.refined]
-        plain = [c for c in one if c.trajectory in bases]         # the base alone: its denoise serves refiners too
-        one = [c for c in one if c.trajectory not in bases]
+        one, plain, two, refined = model_parts(cells, spec)
         for batch in plan_batches(one, batch_size):
             model = model_of(spec)
             by_lead = {t[0]: t for t in batch.trajectories}
@@ -219,7 +215,6 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
                                    batch.lead)
             for lead, latents, seconds in chunks:
                 yield from decoded(cache, model, [by_lead[c] for c in lead], latents, seconds)
-        two = [c for c in cells if c.model == spec and c.two_pass]
         if two:
             yield from render_two_pass(model_of(spec), enc, cache, two, batch_size)
         if refined:
@@ -227,6 +222,19 @@ def render(cells: list[Cell], cache: ModelCache, *, batch_size: int, device: tor
     refined = [c for c in cells if c.refined]
     if refined:
         yield from render_refiner_passes(cache, enc, model_of, refined, first, batch_size)
+
+
+def model_parts(cells: list[Cell], spec) -> tuple[list[Cell], list[Cell], list[Cell], list[Cell]]:
+    """The cells of model `spec` by how they render: one-pass cells, the base-alone cells whose
+    denoise also serves refiner cells (refiner=none beside refiners), two-pass (hires) cells, and
+    refiner cells."""
+    mine = [c for c in cells if c.model == spec]
+    refined = [c for c in mine if c.refined]
+    bases = {c.first_pass.trajectory for c in refined}
+    one = [c for c in mine if not c.two_pass and not c.refined]
+    plain = [c for c in one if c.trajectory in bases]
+    one = [c for c in one if c.trajectory not in bases]
+    return one, plain, [c for c in mine if c.two_pass], refined
 
 
 def vae_getter(cache: ModelCache, model: LoadedModel):

@@ -47,6 +47,13 @@ SHARD_CHARS = 2          # images/<first SHARD_CHARS characters of image_id>/<im
 COMPACT_EVERY = 256      # part files one Store appends between two compactions (a long sweep's resume stays fast)
 
 
+def png_bytes(image) -> bytes:
+    """A PIL image as PNG, with the text chunks it carries (sdexp.render.png_with_parameters)."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=image.info.get("pnginfo"))
+    return buf.getvalue()
+
+
 class StoreError(RuntimeError):
     """A fault of the store on disk: locked by another run, a lock that is a link, unreadable rows."""
 
@@ -282,12 +289,11 @@ class Store:
 
     # images and configs ---------------------------------------------------------------------
     def write_image(self, image_id: str, image, sync: bool = True) -> dict:
-        """Write a PIL image (with its text chunks) atomically into its subfolder. Returns the row's
-        facts about it: image_path (relative to the store), image_sha256 and image_bytes of the file.
-        `sync=False`: not yet durable; `sync_files` the images before writing their rows."""
-        buf = io.BytesIO()
-        image.save(buf, format="PNG", pnginfo=image.info.get("pnginfo"))
-        data = buf.getvalue()
+        """Write a PIL image (with its text chunks), or the bytes of a PNG encoded elsewhere (a Ray
+        worker), atomically into its subfolder. Returns the row's facts about it: image_path
+        (relative to the store), image_sha256 and image_bytes of the file. `sync=False`: not yet
+        durable; `sync_files` the images before writing their rows."""
+        data = image if isinstance(image, bytes) else png_bytes(image)
         rel = image_relpath(image_id)
         path = self.folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)

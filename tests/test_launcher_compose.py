@@ -259,7 +259,7 @@ def test_cli_multirun_plan_matches_hydra_composition(tmp_path):
     that Hydra's compose API, one job at a time, and make_plan give for the same jobs."""
     from sdexp.dryrun import format_summary, summary
     from sdexp.plan import make_plan
-    from sdexp.sweep import resolve_batch_size, resolve_device
+    from sdexp.renderer import resolve_batch_size, resolve_device
 
     root = tmp_path / "results"
     sweeps = ["cfg=3,7.5", "steps=4,8", "sampler=euler,ddim", "clip_skip=1,2", "vae=tiny,tiny_alt"]
@@ -281,7 +281,7 @@ def test_cli_multirun_plan_matches_hydra_composition(tmp_path):
     GlobalHydra.instance().clear()
     plan = make_plan(cfgs, [o.split("=", 1)[0] for o in jobs[0]])
     expected = format_summary(plan, summary(plan, set(), __import__("pandas").DataFrame(),
-                                            resolve_batch_size(plan, resolve_device(plan.run["device"]))))
+                                            resolve_batch_size(plan.run, plan.cells, resolve_device(plan.run["device"]))))
     assert len(jobs) == 32 and plan.swept[:5] == ["cfg", "steps", "sampler", "clip_skip", "vae"]
     assert printed == expected
     assert not root.exists()        # a dry run writes nothing under results/

@@ -48,19 +48,46 @@ class Slot:
     info: dict = field(default_factory=dict)
 
 
-def connect(address: str) -> bool:
-    """Connect this process to Ray; True when this call started the cluster (it shuts it down)."""
+_started = False           # this process started the local cluster it is connected to (and shuts it down)
+
+
+def connect(address: str) -> None:
+    """Connect this process to Ray (once; a process already connected keeps its cluster)."""
+    global _started
     import ray
 
     if ray.is_initialized():
-        return False
+        return
     try:
         ray.init(address=address, namespace="sdexp", include_dashboard=False if address == "local" else None,
                  logging_level=logging.WARNING, log_to_driver=True)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise ConfigError(f"ray.address={address!r}: cannot connect to a Ray cluster ({e}); valid: local, "
                           f"auto (a running cluster) or the head's host:port") from None
-    return address == "local"
+    _started = address == "local"
+
+
+def disconnect() -> None:
+    """Shut down the local cluster this process started; a cluster it joined stays up."""
+    global _started
+    import ray
+
+    if _started:
+        ray.shutdown()
+        _started = False
+
+
+def check_cluster(plan: Plan) -> None:
+    """Connect and check that the plan's workers fit the cluster: a ConfigError (one line) before
+    any file of the sweep changes."""
+    import ray
+
+    connect(plan.ray["address"])
+    try:
+        worker_shape(plan.ray, ray.cluster_resources(), len(plan.cells))
+    except ConfigError:
+        disconnect()
+        raise
 
 
 def worker_shape(ray_conf: dict, resources: dict, units: int) -> tuple[int, float, float]:
@@ -117,7 +144,7 @@ def render_on_ray(plan: Plan, store: Store, todo: list[Cell], log=print, on_batc
     from .ray_worker import RenderWorker
     from .sweep import WRITER_THREADS, progress_bar
 
-    started = connect(plan.ray["address"])
+    connect(plan.ray["address"])
     try:
         workers, per_gpu, per_cpu = worker_shape(plan.ray, ray.cluster_resources(), len(todo))
         remote = ray.remote(RenderWorker)
@@ -199,8 +226,7 @@ def render_on_ray(plan: Plan, store: Store, todo: list[Cell], log=print, on_batc
         for s in slots:
             ray.kill(s.actor)
     finally:
-        if started:
-            ray.shutdown()
+        disconnect()
     store.save_timings(stages.batches)
     log(f"sdexp: {stages.line()}")
     log("sdexp: ray: " + "; ".join(

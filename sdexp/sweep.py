@@ -124,6 +124,10 @@ def run_sweep(cfgs: list[DictConfig], override_keys: list[str] = (), single_job_
                     resolve_batch_size(plan.run, plan.cells, resolve_device(plan.run["device"])))
         log(format_summary(plan, s))
         return {"folder": store.folder, "rendered": 0, "grids": [], "cells": len(plan.cells), "summary": s}
+    if plan.run["backend"] == "ray":
+        from .ray_backend import check_cluster
+
+        check_cluster(plan)             # connects; workers that cannot fit fail here, before any file changes
     with store.lock():
         store.save_config(plan.configs)
         rendered = render_plan(plan, store, log)

@@ -45,6 +45,10 @@ CASES = [
     (["seed=abc"], ["seed='abc'", "-1 for random"]),
     (["run.batch_size=0"], ["run.batch_size=0", ">= 1"]),
     (["run.dtype=float8"], ["run.dtype='float8'", "bfloat16"]),
+    (["run.backend=spark"], ["run.backend='spark'", "local, ray"]),
+    (["run.backend=ray", "ray.workers=0"], ["ray.workers=0", ">= 1"]),
+    (["run.backend=ray", "ray.address=nowhere"], ["ray.address='nowhere'", "host:port"]),
+    (["run.backend=ray", "ray.cpus_per_worker=0"], ["ray.cpus_per_worker=0", "> 0"]),
     # the axes of LoRAs, embeddings, img2img, prompt S/R and size (files written by write_input_files)
     (["lora=nope"], ["lora='nope'", "loras", "'none'"]),
     (["lora=garbage.safetensors"], ["lora='garbage'", "not a readable .safetensors"]),

@@ -1,0 +1,133 @@
+"""run.backend=ray on a real local Ray cluster started by the test (2 CPUs and 2 logical GPUs: the
+workers never touch CUDA on this machine, so they render on the CPU): the images are byte for byte
+the local backend's, each checkpoint loads at most once per worker, and a worker killed mid-sweep
+leaves every image stored exactly once."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sdexp.plan import make_plan
+from sdexp.store import Store
+from sdexp.sweep import render_plan
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, namespace="sdexp-test", logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def second_checkpoint(tmp_path_factory):
+    """The tiny model saved as a diffusers folder: a second checkpoint (its own load) of known pixels."""
+    from render_helpers import tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("ckpt") / "copy"
+    tiny_pipeline().save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def plan_for(compose_cfg, name: str, backend: str, checkpoint, **extra):
+    common = ["cfg=[3,7]", "seed=[0,1,2]", "steps=3", "prompts=single", "width=64", "height=64", "run.batch_size=2", "run.progress=false",
+              f"name={name}", f"run.backend={backend}", "ray.workers=2", "ray.address=auto",
+              *[f"{k}={v}" for k, v in extra.items()]]
+    return make_plan([compose_cfg(["model=tiny", *common]), compose_cfg([f"checkpoint={checkpoint}", *common])])
+
+
+def stored_images(store: Store) -> dict[str, bytes]:
+    rows = store.load_rows()
+    assert rows.image_id.is_unique
+    return {r.image_id: (store.folder / r.image_path).read_bytes() for r in rows.itertuples()}
+
+
+@pytest.fixture(scope="module")
+def local_images(tmp_path_factory, second_checkpoint):
+    """The same sweep on the local backend, one torch thread as each worker has."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sdexp.hydra_setup import register_all
+    from sdexp.paths import CONF_DIR
+
+    register_all()
+    root = tmp_path_factory.mktemp("local") / "results"
+
+    def compose_cfg(overrides):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=[f"results_root={root}", *overrides])
+
+    plan = plan_for(compose_cfg, "local", "local", second_checkpoint)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        store = Store(plan.folder)
+        with store.lock():
+            render_plan(plan, store, log=lambda *a: None)
+    finally:
+        torch.set_num_threads(threads)
+        GlobalHydra.instance().clear()
+    return plan, stored_images(store)
+
+
+def render_on_cluster(plan, **kw):
+    from sdexp.ray_backend import render_on_ray
+
+    store = Store(plan.folder)
+    with store.lock():
+        todo = [c for c in plan.cells if c.image_id not in store.image_ids()]
+        figures = render_on_ray(plan, store, todo, log=lambda *a: None, **kw)
+    return figures, stored_images(store)
+
+
+def test_two_workers_make_the_local_images_loading_each_checkpoint_once_per_worker(
+        cluster, compose_cfg, second_checkpoint, local_images):
+    plan = plan_for(compose_cfg, "two", "ray", second_checkpoint)
+    figures, images = render_on_cluster(plan)
+    local_plan, local = local_images
+    assert [c.image_id for c in plan.cells] == [c.image_id for c in local_plan.cells]
+    assert len(images) == len(plan.cells) == 12
+    assert images.keys() == local.keys()
+    assert [k for k in images if images[k] != local[k]] == []          # byte for byte
+    loads = [w["loads"] for w in figures["workers"]]
+    assert len(loads) == 2 and all(n == 1 for per in loads for n in per.values()), loads
+    assert set().union(*loads) == {"tiny", "copy"}
+    assert sum(w["images"] for w in figures["workers"]) == 12
+
+
+def test_a_worker_killed_mid_sweep_leaves_every_image_exactly_once(
+        cluster, compose_cfg, second_checkpoint, local_images):
+    plan = plan_for(compose_cfg, "killed", "ray", second_checkpoint)
+    killed = []
+
+    def kill_first_worker(slots):
+        if not killed:
+            killed.append(slots[0].actor)
+            ray.kill(slots[0].actor, no_restart=True)
+
+    figures, images = render_on_cluster(plan, on_batch=kill_first_worker)
+    assert figures["workers"][0]["replaced"] == 1
+    assert sum(w["images"] for w in figures["workers"]) == 12      # none written twice
+    _, local = local_images
+    assert images == local
+
+
+def test_workers_that_do_not_fit_the_cluster_fail_before_any_file_changes(cluster, compose_cfg, tmp_path):
+    from helpers import tree_state
+
+    from sdexp.plan import ConfigError
+    from sdexp.sweep import run_sweep
+
+    cfg = compose_cfg(["run.backend=ray", "ray.address=auto", "ray.workers=3", "ray.gpus_per_worker=1",
+                       "prompts=single", "name=big"])
+    (tmp_path / "results" / "big").mkdir(parents=True)
+    before = tree_state(tmp_path / "results")
+    with pytest.raises(ConfigError) as err:
+        run_sweep([cfg], log=lambda *a: None)
+    assert "ray.workers=3" in str(err.value) and "the cluster has 2" in str(err.value)
+    assert tree_state(tmp_path / "results") == before
+    assert ray.is_initialized()             # the test's own cluster stays up

@@ -49,9 +49,10 @@ def run_jobs(cfgs: list[DictConfig], override_keys: list[str], single_job_of_mul
     try:
         plan = checked_plan(cfgs, override_keys, single_job_of_multirun)
         from .models import LoadError
+        from .ray_backend import WorkerFault
         from .sweep import run_sweep          # the rendering libraries load only for input known good
 
-        faults = (*RUNTIME_FAULTS, LoadError)
+        faults = (*RUNTIME_FAULTS, LoadError, WorkerFault)
         return run_sweep(cfgs, override_keys, single_job_of_multirun=single_job_of_multirun, plan=plan)
     except ConfigError as e:
         fail(str(e))

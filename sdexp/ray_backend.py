@@ -35,6 +35,10 @@ IN_FLIGHT = 2              # units handed to a worker at once: the next one wait
 MAX_REPLACEMENTS = 8       # workers replaced in one sweep before it stops
 
 
+class WorkerFault(RuntimeError):
+    """Workers kept dying: the sweep stops (what is stored stays stored; a rerun resumes)."""
+
+
 @dataclass
 class Slot:
     """One worker place: its current actor, the model it holds, its units in flight, its figures."""
@@ -199,7 +203,7 @@ def render_on_ray(plan: Plan, store: Store, todo: list[Cell], log=print, on_batc
                         for g, _ in slot.in_flight:
                             owner.pop(g, None)
                         if sum(s.replaced for s in slots) >= MAX_REPLACEMENTS:
-                            raise RuntimeError(f"ray: {MAX_REPLACEMENTS} workers died in this sweep; the last: "
+                            raise WorkerFault(f"ray: {MAX_REPLACEMENTS} workers died in this sweep; the last: "
                                                f"{str(e).splitlines()[0]}") from None
                         slot.replaced += 1
                         log(f"sdexp: ray: worker {slot.index} died ({type(e).__name__}); replaced, and its "

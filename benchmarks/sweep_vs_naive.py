@@ -185,7 +185,8 @@ def sdexp_sweep(cells_: list[Cell], device, dtype, out: Path, batch_size, scorer
     plan = Plan(cells=cells_, folder=out, name="bench", swept=[], grid={},
                 scorer={"enabled": scorer is not None, "source": scorer.source if scorer else None},
                 run={"device": str(device), "dtype": str(dtype).replace("torch.", ""), "batch_size": batch_size,
-                     "max_resident_models": 1, "progress": False, "channels_last": True, "compile": compile_unet})
+                     "max_resident_models": 1, "progress": False, "channels_last": True, "compile": compile_unet,
+                     "backend": "local"})
     from diffusers import UNet2DConditionModel
 
     samples = {"calls": 0, "samples": 0}

@@ -10,7 +10,7 @@ SDEXP = [sys.executable, "-m", "sdexp.cli"]
 
 
 def run_cli(args: list[str], cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
+    env = {**os.environ, "HYDRA_FULL_ERROR": "1", **kw.pop("env", {})}
     proc = subprocess.run([*SDEXP, *args], cwd=cwd, env=env, capture_output=True, text=True, **kw)
     if check and proc.returncode != 0:
         raise AssertionError(f"sdexp {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -131,3 +131,19 @@ def test_workers_that_do_not_fit_the_cluster_fail_before_any_file_changes(cluste
     assert "ray.workers=3" in str(err.value) and "the cluster has 2" in str(err.value)
     assert tree_state(tmp_path / "results") == before
     assert ray.is_initialized()             # the test's own cluster stays up
+
+
+@pytest.mark.slow
+def test_console_script_on_a_local_cluster_makes_the_local_images(tmp_path):
+    """`sdexp -m ... run.backend=ray ray.address=local ray.workers=2` (a cluster the command starts and
+    stops) stores the images `sdexp -m ...` stores, both with one torch thread per renderer."""
+    from helpers import run_cli
+
+    sweep = ["-m", "cfg=3,7", "seed=[0,1]", "steps=3", "sampler=euler,ddim", "prompts=single", "run.batch_size=2",
+             f"results_root={tmp_path}"]
+    env = {"OMP_NUM_THREADS": "1"}
+    run_cli([*sweep, "name=local"], cwd=tmp_path, env=env)
+    proc = run_cli([*sweep, "name=ray", "run.backend=ray", "ray.address=local", "ray.workers=2"], cwd=tmp_path,
+                   env=env)
+    assert "on 2 workers" in proc.stdout and "img/s in all" in proc.stdout, proc.stdout
+    assert stored_images(Store(tmp_path / "ray")) == stored_images(Store(tmp_path / "local"))

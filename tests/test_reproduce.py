@@ -196,11 +196,28 @@ def test_help_lists_every_subcommand_then_hydras_help(tmp_path):
         line = next((ln for ln in head.splitlines() if ln.strip().startswith(f"sdexp {name}")), None)
         assert line is not None and len(line.split("  ")[-1].split()) >= 3, (name, line)   # usage, then what it does
     assert "render one image again into a new folder" in head          # from the module's docstring
-    assert "powered by Hydra" in hydra and "== Config ==" in hydra
+    assert "sdexp is powered by Hydra" in hydra and "== Config ==" in hydra
 
 
 @pytest.mark.slow
-def test_cfg_job_with_multirun_prints_the_config(tmp_path):
+def test_cfg_job_with_multirun_prints_every_jobs_config(tmp_path):
+    import itertools
+
+    import yaml
+
+    from sdexp.paths import SWEEPS_DIR
+
     proc = run_cli(["-m", "--cfg", "job", "sweep=demo"], cwd=tmp_path)
-    assert "sampler:" in proc.stdout and "Traceback" not in proc.stderr
-    assert not (tmp_path / "results").exists()
+    assert "Traceback" not in proc.stderr and not (tmp_path / "results").exists()
+    jobs = proc.stdout.split("# job ")[1:]
+    params = yaml.safe_load((SWEEPS_DIR / "demo.yaml").read_text())["hydra"]["sweeper"]["params"]
+    grid = [str(params[k]).split(",") for k in ("sampler", "steps", "cfg")]
+    assert len(jobs) == len(list(itertools.product(*grid))) == 18
+    seen = set()
+    for k, job in enumerate(jobs, 1):
+        title, _, body = job.partition("\n")
+        assert title.startswith(f"{k} of 18: model=shapes")
+        cfg = yaml.safe_load(body)
+        assert cfg["model"]["name"] == "shapes" and cfg["seed"] == [0, 1, 2, 3] and "hydra" not in cfg
+        seen.add((cfg["sampler"], str(cfg["steps"]), str(cfg["cfg"])))
+    assert seen == set(itertools.product(*grid))

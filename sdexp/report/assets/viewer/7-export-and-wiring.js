@@ -27,7 +27,9 @@
         if (c.tagName === "TH" && c.textContent) {
           ctx.fillStyle = "#000";
           ctx.font = "bold 13px sans-serif";
-          ctx.fillText(c.textContent, x + 4, y + 4, Math.max(10, r.width - 8));
+          wrapLines(ctx, c.textContent, Math.max(10, r.width - 8)).forEach(function (line, k) {
+            ctx.fillText(line, x + 4, y + 4 + 16 * k, Math.max(10, r.width - 8));
+          });
         }
       });
       figs.forEach(function (f, k) {
@@ -45,6 +47,16 @@
       });
       return canvas;
     });
+  }
+  function wrapLines(ctx, text, width) {
+    // a label's words in lines no wider than `width` (a longer word stays one line, drawn narrower)
+    const lines = [];
+    text.split(/\s+/).forEach(function (word) {
+      const last = lines.length ? lines[lines.length - 1] + " " + word : word;
+      if (lines.length && ctx.measureText(last).width <= width) lines[lines.length - 1] = last;
+      else lines.push(word);
+    });
+    return lines;
   }
   function savePng() {
     status("drawing the view\u2026");

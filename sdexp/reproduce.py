@@ -253,7 +253,7 @@ def reproduce_stored(key: str, results: Path, out: Path | None, batch: bool, log
         ids, size = [row["image_id"]], 1
     cells, cfg = stored_cells(folder, ids)
     order = ids if not batch else list(mates["image_id"])
-    out = out or folder.parent / f"{folder.name}-reproduce-{row['image_id'][:8]}"
+    out = out or new_folder(folder.parent / f"{folder.name}-reproduce-{row['image_id'][:8]}{'-batch' if batch else ''}")
     log(f"sdexp: reproducing {row['image_id']} of {folder}" + (f" with its batch of {size}" if batch else ""))
     new_rows = render_cells(cfg, [cells[i] for i in order], out, size, str(folder / row["image_path"]), log)
     again = next(r for r in new_rows if r["image_id"] == row["image_id"])
@@ -283,10 +283,19 @@ def reproduce_png(png: Path, out: Path | None, overrides: list[str], allow_unkno
     cells = make_plan([cfg], check_grid=False).cells
     if len(cells) != 1:
         raise ConfigError(f"the parameters plan {len(cells)} images; valid: one (give prompt= and seed= one value)")
-    out = out or png.parent / f"{png.stem}-reproduce"
+    out = out or new_folder(png.parent / f"{png.stem}-reproduce")
     log(f"sdexp: reproducing {png} from its parameters: {' '.join(job)}")
     new_rows = render_cells(cfg, cells, out, 1, str(png), log)
     return report(png, out / new_rows[0]["image_path"], log)
+
+
+def new_folder(base: Path) -> Path:
+    """`base`, or base-2, base-3, ... when it already holds results: the default --out of each run is new."""
+    k, out = 1, base
+    while (out / "rows").is_dir() and any((out / "rows").iterdir()):
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
 
 
 def _store_of(png: Path) -> Path | None:

@@ -106,9 +106,12 @@ def test_from_an_image_id_alone_and_from_its_png(results, capsys):
     assert diff["max"] <= 2                                       # alone vs inside a batch of 8
     assert f"max {diff['max']}/255" in printed
     assert json.loads((results / "one" / "reproduce.json").read_text())["image_ids"] == [row.image_id]
-    # the reproduction lies under results/ too: an id is taken from the sweep, not from it
-    assert main([row.image_id, f"--results={results}", f"--out={results / 'two'}"]) == 0
-    assert f"reproducing the one in {results / 'rep'}" in capsys.readouterr().out
+    # the reproduction lies under results/ too: an id is taken from the sweep, not from it; each run
+    # without --out renders into a new folder
+    for name in ("rep-reproduce-" + row.image_id[:8], "rep-reproduce-" + row.image_id[:8] + "-2"):
+        assert main([row.image_id, f"--results={results}"]) == 0
+        assert f"reproducing the one in {results / 'rep'}" in capsys.readouterr().out
+        assert sdexp.load_rows(results / name).image_id.tolist() == [row.image_id]
     # the PNG copied out of its sweep: read through its own parameters text to the same image
     copied = shutil.copy(results / "rep" / row.image_path, results.parent / "copied.png")
     assert main([str(copied), f"--out={results.parent / 'three'}"]) == 0

@@ -136,13 +136,14 @@
       lines.push(size[0] < 64 ? fmt(v) : (m.short || m.label) + " " + fmt(v));   // narrow: the value alone
     }
     const caption = lines.join("\n");          // a line each, cut with an ellipsis when the image is narrow
+    const shownLines = size[0] < MIN_CAPTIONED ? 0 : lines.length;   // tiny: in the title only
     if (D.flags && D.flags[i]) {
       f.title = (caption ? caption + "\n" : "") + "flagged: " + D.flags[i] + " (left out of metrics)";
       f.appendChild(el("span", { class: "flag", "aria-label": "flagged: " + D.flags[i] }, "\u2691 " + D.flags[i]));
     } else if (caption) f.title = caption;
-    if (caption) f.appendChild(el("figcaption", null, caption));
+    if (shownLines) f.appendChild(el("figcaption", null, caption));
     f.style.width = size[0] + "px";
-    f.style.containIntrinsicSize = "auto " + size[0] + "px auto " + (size[1] + lines.length * CAPTION_PX) + "px";
+    f.style.containIntrinsicSize = "auto " + size[0] + "px auto " + (size[1] + shownLines * CAPTION_PX) + "px";
     return f;
   }
   function showImages(root) {

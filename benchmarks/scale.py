@@ -19,7 +19,11 @@ size measured in the December notes, or --before-parts N), measured side by side
                           against 100,000 planned ids; `rerun_noop_before_s` on the part-file store
   report_100k_s         `sdexp report` rebuilt over 100,000 stored images (grids, tables, plots, viewer data);
                         `_first` the first build, which reads each PNG's header once
-  viewer_10k_open_s     the viewer of 10,000 images opened in headless Chromium until its grid is drawn
+  viewer_10k_open_s     the viewer of a 10 CFG x 10 steps x 4 samplers x 25 seeds sweep opened in headless
+                        Chromium with all 10,000 images in its grid (every seed side by side), from the
+                        page's start until the first frame with its grid; `_setup` the page's own script
+                        time; `_thumbs_loaded_s` until the thumbnails within reach of the view (their
+                        number `_thumbs_loaded`) are loaded
 Targets: load_rows_200k_s < 3, stored_ids_200k_s < 1, rerun_noop_100k_s < 20, report_100k_s < 60.
 
 Planning figures: wall time of `sdexp plan ...` through the console script, less a 2-job plan
@@ -101,13 +105,28 @@ def synthetic_rows(n: int, png: bytes) -> pa.Table:
                                  for f in schema], schema=schema)
 
 
-def build_store(folder: Path, n: int, parts: bool, images: bool) -> Store:
-    """A store of n rows: one compacted file, or one part file per batch of BATCH rows (as a sweep
-    leaves it without compaction); with `images`, a tiny PNG per row in its subfolder."""
+def full_grid_rows(png: bytes) -> pa.Table:
+    """10,000 rows of a full grid: 10 CFG x 10 step counts x 4 samplers x 25 seeds, one prompt."""
+    n = 10_000
+    table, i = synthetic_rows(n, png), np.arange(n)
+    columns = {"cfg": (i % 10).astype(float) + 1.0, "steps": 10 + (i // 10) % 10 * 5,
+               "sampler": [("Euler a", "DPM++ 2M Karras", "DDIM", "UniPC")[k] for k in (i // 100) % 4],
+               "seed": i // 400, "cell_id": [f"{k:016x}" for k in i % 400], "vae": ["vae0"] * n,
+               "clip_skip": np.ones(n, np.int64), "prompt": ["a photo of a cat, highly detailed, 4k"] * n}
+    for name, values in columns.items():
+        k = table.schema.get_field_index(name)
+        table = table.set_column(k, table.schema.field(k), pa.array(values, table.schema.field(k).type))
+    return table
+
+
+def build_store(folder: Path, n: int, parts: bool, images: bool, rows=synthetic_rows) -> Store:
+    """A store of n rows (`rows(n, png)`, or `rows(png)` for a fixed size): one compacted file, or one
+    part file per batch of BATCH rows (as a sweep leaves it without compaction); with `images`, a tiny
+    PNG per row in its subfolder."""
     store = Store(folder)
     store.rows.mkdir(parents=True, exist_ok=True)
     png = tiny_png()
-    table = synthetic_rows(n, png)
+    table = rows(n, png) if rows is synthetic_rows else rows(png)
     if parts:
         for k in range(0, n, BATCH):
             pq.write_table(table.slice(k, BATCH), store.rows / f"part-20261201T120000-{k:08x}.parquet")
@@ -185,8 +204,9 @@ def report_100k(work: Path) -> dict:
 
 
 def viewer_10k_open(work: Path) -> dict:
-    """The viewer of 10,000 images opened in headless Chromium (Debian's chromium and chromedriver):
-    wall time of the page load until the grid is drawn, and the page's own set-up time."""
+    """The viewer of a full grid of 10,000 images, all of them in the view (X CFG, Y steps, Y super
+    sampler, every seed side by side), opened in headless Chromium (Debian's chromium and
+    chromedriver): the page's clock from its start until the first frame after its grid is drawn."""
     import shutil
 
     from selenium import webdriver
@@ -195,7 +215,7 @@ def viewer_10k_open(work: Path) -> dict:
 
     from sdexp.report import build_report
 
-    store = build_store(work / "viewer", 10_000, parts=False, images=True)
+    store = build_store(work / "viewer", 10_000, parts=False, images=True, rows=full_grid_rows)
     build_report(store.folder, log=lambda *a: None)
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
@@ -203,19 +223,36 @@ def viewer_10k_open(work: Path) -> dict:
                  f"--user-data-dir={work / 'profile'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    # the first frame after the viewer's set-up (its DOMContentLoaded handler draws the grid): this
+    # listener comes first, its frame callback runs once that handler is done and the frame is drawn
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "document.addEventListener('DOMContentLoaded', () => requestAnimationFrame(() => "
+        "setTimeout(() => { window.benchPaintedMs = performance.now(); }, 0)));")})
     try:
         driver.set_page_load_timeout(300)
+        driver.set_script_timeout(300)
         driver.get("about:blank")
-        url = (store.folder / "report" / "viewer.html").as_uri() + "#seed=all"
+        url = (store.folder / "report" / "viewer.html").as_uri() + "#x=cfg&y=steps&xs=&ys=sampler&seed=all"
         t0 = time.perf_counter()
         driver.get(url)
-        WebDriverWait(driver, 300).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        WebDriverWait(driver, 300, poll_frequency=0.05).until(
+            lambda d: d.execute_script("return window.benchPaintedMs !== undefined"))
         wall = time.perf_counter() - t0
-        ready = driver.execute_script("return window.sdexpViewerReadyMs") / 1000
-        shown = int(driver.execute_script("return document.body.dataset.images"))
+        thumbs = driver.execute_async_script(  # every thumbnail given a src by then, loaded
+            "const done = arguments[arguments.length - 1];"
+            "const check = () => Array.from(document.querySelectorAll('#grid img[src]')).every(i => i.complete)"
+            "  ? done([performance.now(), document.querySelectorAll('#grid img[src]').length]) : setTimeout(check, 20);"
+            "check();")
+        page = driver.execute_script(         # ms since the page's navigation began
+            "const n = performance.getEntriesByType('navigation')[0];"
+            "return {painted: window.benchPaintedMs, setup: window.sdexpViewerReadyMs, load: n.loadEventEnd,"
+            "        shown: Number(document.body.dataset.images)}")
     finally:
         driver.quit()
-    return {"viewer_10k_open_s": wall, "viewer_10k_setup_s": ready, "viewer_10k_images_shown": shown}
+    return {"viewer_10k_open_s": page["painted"] / 1000, "viewer_10k_setup_s": page["setup"] / 1000,
+            "viewer_10k_load_event_s": page["load"] / 1000, "viewer_10k_wall_s": wall,
+            "viewer_10k_images_shown": page["shown"], "viewer_10k_thumbs_loaded_s": thumbs[0] / 1000,
+            "viewer_10k_thumbs_loaded": thumbs[1]}
 
 
 # --- planning: `sdexp plan` through the console script, less a 2-job plan timed in the same run ------

@@ -63,10 +63,46 @@ def run_jobs(cfgs: list[DictConfig], override_keys: list[str], single_job_of_mul
         raise SystemExit(1)
 
 
+# `sdexp -m --cfg job ...`: Hydra takes one mode, so main() keeps -m and takes `--cfg job` (and
+# `--resolve`) off the command line; the multirun then prints each job's config instead of running it.
+SHOW_JOBS: dict | None = None
+
+
+def _show_jobs_request(argv: list[str]) -> tuple[list[str], dict | None]:
+    """argv without `--cfg job`/`-c job`/`--cfg=job` and `--resolve` when -m is also given."""
+    if not any(a in ("-m", "--multirun") for a in argv) or any(a in ("-p", "--package") for a in argv):
+        return argv, None
+    out, show, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-c", "--cfg") and i + 1 < len(argv) and argv[i + 1] == "job":
+            show, i = {"resolve": False}, i + 2
+            continue
+        if a == "--cfg=job":
+            show = {"resolve": False}
+        elif a != "--resolve":
+            out.append(a)
+        i += 1
+    if show is None:
+        return argv, None
+    show["resolve"] = "--resolve" in argv
+    return out, show
+
+
+def print_job(cfg: DictConfig, title: str) -> None:
+    from omegaconf import OmegaConf
+
+    print(f"# {title}")
+    print(OmegaConf.to_yaml(cfg, resolve=bool(SHOW_JOBS and SHOW_JOBS["resolve"])))
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def app(cfg: DictConfig) -> dict:
+def app(cfg: DictConfig) -> dict | None:
     """One job: a plain run, or one job of a multirun under `hydra/launcher=basic`."""
     hc = HydraConfig.get()
+    if SHOW_JOBS is not None:
+        print_job(cfg, f"job {hc.job.num + 1}: {' '.join(hc.overrides.task)}")
+        return None
     return run_jobs([cfg], list(hc.overrides.task), single_job_of_multirun=hc.mode == RunMode.MULTIRUN)
 
 
@@ -92,8 +128,12 @@ def main() -> None:
         from .usage import usage_text
 
         print(usage_text(SUBCOMMANDS))
+    global SHOW_JOBS
+    args, SHOW_JOBS = _show_jobs_request(sys.argv[1:])
+    sys.argv = [sys.argv[0], *args]
     if any(a.split("=")[0] in ("-c", "--cfg", "-i", "--info") for a in sys.argv[1:]):
-        # Hydra takes one mode: show the config (as the sweep file composes it) instead of failing on -m
+        # Hydra takes one mode: `--cfg hydra|all` and `--info` show the config as the sweep file composes
+        # it (the sweep's values under hydra.sweeper.params) instead of failing on -m
         sys.argv = [a for a in sys.argv if a not in ("-m", "--multirun")]
     register_all()
     if len(sys.argv) > 1 and sys.argv[1] == "plan":
@@ -108,4 +148,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from sdexp.cli import main as imported_main   # `python -m sdexp.cli`: one module, whose state the launcher reads
+    imported_main()

@@ -33,6 +33,8 @@ INFORMATIONAL = ("Model hash", "VAE hash", "Lora hashes", "TI hashes", "Version"
 NUMBER = re.compile(r"-?\d+(\.\d+)?")
 LORA_TAG = re.compile(r"\s*<lora:([^:>]+):([^>]+)>")
 SHORT_HASH = re.compile(r"\s*\[[0-9a-fA-F]+\]$")     # "Refiner: name [hash]"
+# A1111's RNG values sdexp renders (its "NV" is not); without an RNG key A1111 drew the noise on the GPU
+RNG = {"CPU": "cpu", "GPU": "gpu"}
 
 
 def pixel_difference(a: np.ndarray, b: np.ndarray) -> dict:
@@ -52,22 +54,31 @@ def read_pixels(path: Path) -> np.ndarray:
 
 # ------------------------------------------------------------------ stored images
 
-def find_image(key: str, results: Path) -> tuple[Path, object]:
-    """(sweep folder, row) of the stored image whose id starts with `key`, searched in results/*/."""
+MARKER = "reproduce.json"       # in a folder `sdexp reproduce` rendered into: what it reproduced
+
+
+def find_image(key: str, results: Path, folders: list[Path] | None = None, log=print) -> tuple[Path, object, object]:
+    """(sweep folder, row, rows) of the stored image whose id starts with `key`, searched in
+    `folders` (default: results/*/). One image found in several folders (its id names its settings,
+    so every copy is the same image) is taken from a sweep, before any folder a reproduce wrote."""
     from .store import load_rows
 
     hits = []
-    for rows_dir in sorted(results.glob("*/rows")):
-        rows = load_rows(rows_dir.parent)
+    for folder in folders if folders is not None else sorted(p.parent for p in results.glob("*/rows")):
+        rows = load_rows(folder)
         if "image_id" not in rows.columns:
             continue
         sel = rows[rows["image_id"].astype(str).str.startswith(key)]
-        hits += [(rows_dir.parent, r, rows) for _, r in sel.iterrows()]
-    if len(hits) != 1:
-        where = f"under {results}/*/"
-        what = "no stored image" if not hits else f"{len(hits)} stored images"
+        hits += [(folder, r, rows) for _, r in sel.iterrows()]
+    ids = sorted({str(r["image_id"]) for _, r, _ in hits})
+    if len(ids) != 1:
+        where = f"in {folders[0]}" if folders else f"under {results}/*/"
+        what = "no stored image" if not ids else f"{len(ids)} stored images ({', '.join(ids[:3])}, ...)"
         raise ConfigError(f"image {key!r}: {what} {where} has this id; valid: a full image id or a unique "
                           "prefix (the PNG's file name), or a PNG path")
+    hits.sort(key=lambda h: (h[0] / MARKER).exists())             # sweeps first, then reproductions
+    if len(hits) > 1:
+        log(f"sdexp: {ids[0]} is stored in {len(hits)} folders; reproducing the one in {hits[0][0]}")
     return hits[0]
 
 
@@ -131,10 +142,18 @@ def parameters_overrides(text: str, allow_unknown: bool = False, log=print) -> l
         if not allow_unknown:
             raise ConfigError(message + "; --allow-unknown renders without them")
         log(f"sdexp: warning: {message}; rendering without them")
+    if "RNG" not in fields:
+        out.append("rng=gpu")
     for key, value in fields.items():
         if key not in INFOTEXT:
             continue
         target = INFOTEXT[key]
+        if target == "rng":
+            if value not in RNG:
+                raise ConfigError(f"the PNG's parameters hold RNG: {value}; valid: {', '.join(RNG)} "
+                                  "(none written: GPU)")
+            out.append(f"rng={RNG[value]}")
+            continue
         if key == "Denoising strength" and "Hires upscale" in fields:
             target = "hires.strength"             # a hires-fix image: the strength of its second pass
         if target == INFOTEXT["VAE"]:
@@ -181,9 +200,11 @@ def compose_job(overrides: list[str]):
 
 # ------------------------------------------------------------------ rendering
 
-def render_cells(cfg, cells: list, out: Path, batch_size: int, log=print) -> list[dict]:
+def render_cells(cfg, cells: list, out: Path, batch_size: int, source: str, log=print) -> list[dict]:
     """Render these cells into a new sweep folder `out` (one batch of batch_size when they share
-    one); returns their rows."""
+    one), noting in out/reproduce.json what they reproduce (`source`); returns their rows."""
+    import json
+
     from omegaconf import OmegaConf
 
     from .plan import make_plan
@@ -200,6 +221,7 @@ def render_cells(cfg, cells: list, out: Path, batch_size: int, log=print) -> lis
     store = Store(out)
     with store.lock():
         store.save_config([OmegaConf.to_container(cfg, resolve=True)])
+        (out / MARKER).write_text(json.dumps({"source": source, "image_ids": [c.image_id for c in cells]}, indent=1))
         render_plan(plan, store, log=lambda *a: None)
     rows = store.load_rows()
     return rows.to_dict("records")
@@ -220,8 +242,9 @@ def report(original: Path, again: Path, log=print, batch: bool = False) -> dict:
     return {**diff, "bytes_equal": same_bytes, "image": again}
 
 
-def reproduce_stored(key: str, results: Path, out: Path | None, batch: bool, log=print) -> dict:
-    folder, row, rows = find_image(key, results)
+def reproduce_stored(key: str, results: Path, out: Path | None, batch: bool, log=print,
+                     folders: list[Path] | None = None) -> dict:
+    folder, row, rows = find_image(key, results, folders, log)
     if batch and row.get("batch_id") is not None:
         mates = rows[rows["batch_id"] == row["batch_id"]].sort_values("batch_index", kind="stable")
         ids = [row["image_id"]] + [i for i in mates["image_id"] if i != row["image_id"]]
@@ -230,25 +253,26 @@ def reproduce_stored(key: str, results: Path, out: Path | None, batch: bool, log
         ids, size = [row["image_id"]], 1
     cells, cfg = stored_cells(folder, ids)
     order = ids if not batch else list(mates["image_id"])
-    out = out or folder.parent / f"{folder.name}-reproduce-{row['image_id'][:8]}"
+    out = out or new_folder(folder.parent / f"{folder.name}-reproduce-{row['image_id'][:8]}{'-batch' if batch else ''}")
     log(f"sdexp: reproducing {row['image_id']} of {folder}" + (f" with its batch of {size}" if batch else ""))
-    new_rows = render_cells(cfg, [cells[i] for i in order], out, size, log)
+    new_rows = render_cells(cfg, [cells[i] for i in order], out, size, str(folder / row["image_path"]), log)
     again = next(r for r in new_rows if r["image_id"] == row["image_id"])
     return report(folder / row["image_path"], out / again["image_path"], log, batch=batch)
 
 
-def reproduce_png(png: Path, results: Path, out: Path | None, overrides: list[str], allow_unknown: bool,
+def reproduce_png(png: Path, out: Path | None, overrides: list[str], allow_unknown: bool, batch: bool = False,
                   log=print) -> dict:
+    """A PNG of a stored sweep (in its images/ folder, its id in the rows) is reproduced from that
+    sweep's config; any other PNG from its parameters text."""
     from .report.images import png_head
 
-    head = png_head(png)
-    stem = png.stem
-    if re.fullmatch(r"[0-9a-f]{16}", stem) and not overrides:
-        try:
-            return reproduce_stored(stem, _results_of(png) or results, out, batch=False, log=log)
-        except ConfigError:
-            pass                                             # not in a store: read its parameters
-    text = head.text.get("parameters")
+    store = _store_of(png)
+    if store is not None and not overrides:
+        return reproduce_stored(png.stem, store.parent, out, batch, log, folders=[store])
+    if batch:
+        raise ConfigError(f"--batch: {str(png)!r} is not an image of a stored sweep (results/NAME/images/); "
+                          "valid: an image id or a PNG in a sweep folder")
+    text = png_head(png).text.get("parameters")
     if not text:
         raise ConfigError(f"{str(png)!r} carries no 'parameters' text chunk; valid: a PNG written by sdexp "
                           "or AUTOMATIC1111, or an image id")
@@ -259,17 +283,30 @@ def reproduce_png(png: Path, results: Path, out: Path | None, overrides: list[st
     cells = make_plan([cfg], check_grid=False).cells
     if len(cells) != 1:
         raise ConfigError(f"the parameters plan {len(cells)} images; valid: one (give prompt= and seed= one value)")
-    out = out or png.parent / f"{png.stem}-reproduce"
+    out = out or new_folder(png.parent / f"{png.stem}-reproduce")
     log(f"sdexp: reproducing {png} from its parameters: {' '.join(job)}")
-    new_rows = render_cells(cfg, cells, out, 1, log)
+    new_rows = render_cells(cfg, cells, out, 1, str(png), log)
     return report(png, out / new_rows[0]["image_path"], log)
 
 
-def _results_of(png: Path) -> Path | None:
-    """results/ of a PNG that lies in a store (results/NAME/images/...)."""
+def new_folder(base: Path) -> Path:
+    """`base`, or base-2, base-3, ... when it already holds results: the default --out of each run is new."""
+    k, out = 1, base
+    while (out / "rows").is_dir() and any((out / "rows").iterdir()):
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def _store_of(png: Path) -> Path | None:
+    """The sweep folder of a PNG that lies in its images/ folder and whose name is an image id of its rows."""
+    from .store import Store
+
+    if not re.fullmatch(r"[0-9a-f]{16}", png.stem):
+        return None
     for parent in png.resolve().parents:
-        if (parent / "rows").is_dir():
-            return parent.parent
+        if parent.name == "images" and (parent.parent / "rows").is_dir():
+            return parent.parent if png.stem in Store(parent.parent).image_ids() else None
     return None
 
 
@@ -295,7 +332,7 @@ def main(argv: list[str]) -> int:
         if source.suffix.lower() == ".png" or source.is_file():
             if not source.is_file():
                 raise ConfigError(f"{args.source!r} is not a file; valid: a PNG path or an image id")
-            reproduce_png(source, Path(args.results), out, args.overrides, args.allow_unknown)
+            reproduce_png(source, out, args.overrides, args.allow_unknown, args.batch)
         else:
             if args.overrides:
                 raise ConfigError("KEY=VALUE overrides apply to a PNG's parameters only; an image id "

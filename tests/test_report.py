@@ -282,6 +282,29 @@ def test_grid_options_compose_from_the_command_line(compose_cfg):
     assert compose_cfg([]).grid.metric == "clip_score"
 
 
+@pytest.mark.parametrize("stored, given, layout", [
+    ({"x": "cfg", "y": "steps", "z": "sampler"}, {"x": "sampler", "y": "cfg"}, ("sampler", "cfg", "steps")),
+    ({"x": "cfg", "y": "prompt"}, {"x": "prompt"}, ("prompt", "cfg", None)),
+    ({"x": "cfg", "y": "prompt"}, {"y": "cfg"}, ("prompt", "cfg", None)),
+    ({"x": "cfg", "y": "prompt"}, {"z": "seed"}, ("cfg", "prompt", "seed")),
+    ({"x": "cfg", "y": "prompt", "z": "seed"}, {"x": "seed", "y": "cfg"}, ("seed", "cfg", "prompt")),
+])
+def test_axes_given_on_the_command_line_swap_with_the_stored_layout(stored, given, layout):
+    from sdexp.report.options import swapped
+
+    out = swapped(stored, given)
+    assert (out["x"], out["y"], out["z"]) == layout
+
+
+def test_a_stored_sweeps_axes_swapped_by_sdexp_report(report_sweep):
+    from sdexp.report.options import grid_options
+
+    folder = Path(report_sweep["folder"])
+    rows = sdexp.load_rows(folder)
+    opts = grid_options(folder, rows, ["grid.x=prompt"])        # stored: x CFG, y prompt
+    assert (opts["x"], opts["y"]) == ("prompt", "cfg")
+
+
 def test_a_sweep_without_scores_still_gets_grids_table_and_no_plots(sweep_copy):
     import pyarrow.parquet as pq
 

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.skipif(
            "`.ci/run` installs them: apt-get install chromium chromium-driver")
 
 
-@pytest.fixture
-def browser(tmp_path):
+def chromium(profile: Path):
+    """Headless Chromium driven by Debian's chromedriver, logging the page's console."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -30,14 +30,19 @@ def browser(tmp_path):
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     if os.geteuid() == 0:
         options.add_argument("--no-sandbox")       # Chromium refuses to run as root with its sandbox
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(120)      # generous: a busy 2-core machine starts Chromium slowly
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = chromium(tmp_path / "chromium-profile")
     yield driver
     driver.quit()
 
@@ -85,6 +90,27 @@ def test_report_in_headless_chromium(report_sweep, browser, tmp_path):
     header.click()
     assert header.get_attribute("aria-sort") == "descending"
     assert column_values() == sorted(column_values(), reverse=True)
+
+    # the filters: a cell id prefix, then a value of a swept axis
+    import sdexp
+
+    rows = sdexp.load_rows(report_sweep["folder"])
+    cell7 = rows.loc[rows.cfg == 7, "cell_id"].iloc[0]
+
+    def shown_ids():
+        return browser.execute_script("return Array.from(document.querySelectorAll('table.cells tbody tr'))"
+                                      ".map(r => r.cells[1].textContent.trim())")
+
+    assert len(shown_ids()) == rows.cell_id.nunique() == 2
+    search = browser.find_element(By.ID, "cells-filter")
+    search.send_keys(cell7[:6])
+    assert [cell7.startswith(i.rstrip("\u2026")) for i in shown_ids()] == [True]
+    for _ in cell7[:6]:
+        search.send_keys(Keys.BACKSPACE)
+    assert len(shown_ids()) == 2
+    browser.execute_script("const s = document.querySelector('#cells-axis-filters select'); s.value = '7';"
+                           "s.dispatchEvent(new Event('change'))")
+    assert [cell7.startswith(i.rstrip("\u2026")) for i in shown_ids()] == [True]
 
     # a click on a grid opens the full-size PNG in the lightbox; Escape closes it
     browser.find_element(By.CSS_SELECTOR, "a.zoom").click()

@@ -161,16 +161,43 @@ def test_viewer_page_opens_offline(report_sweep):
     assert 'href="viewer.html"' in (report / "index.html").read_text()
 
 
-def test_group_metrics_reach_the_viewer_per_cell(sweep_copy):
+def test_group_metrics_reach_the_viewer_per_cell_and_per_group(sweep_copy):
     from test_report import write_groups
 
     rows = sdexp.load_rows(sweep_copy)
     cell = rows.loc[rows.cfg == 3.0, "cell_id"].iloc[0]
-    write_groups(sweep_copy, [{"metric": "fid", "statistic": "value", "grouping": "cell", "cell_id": cell,
-                               "cfg": 3.0, "value": 50.0, "ci_low": 47.0, "ci_high": 53.0, "n": 4,
-                               "reference": "real/"}])
+    write_groups(sweep_copy, [
+        {"metric": "fid", "statistic": "value", "grouping": "cell", "cell_id": cell, "cfg": 3.0, "value": 50.0,
+         "ci_low": 47.0, "ci_high": 53.0, "n": 4, "reference": "real/"},
+        # by CFG alone (pooled over prompts and seeds): every image of a CFG value shares its group's value
+        {"metric": "kid", "statistic": "value", "grouping": "cfg", "cfg": 7.0, "value": 0.02, "ci_low": 0.01,
+         "ci_high": 0.03, "n": 4, "reference": "real/", "warning": "small N"},
+        {"metric": "kid", "statistic": "value", "grouping": "cfg", "cfg": 3.0, "value": 0.05, "n": 4,
+         "reference": "real/"}])
     build_report(sweep_copy)
     data = viewer_data(sweep_copy)
     fid = next(m for m in data["metrics"] if m["name"] == "fid")
-    assert fid["per"] == "cell" and fid["reference"] == "real/" and not fid["higher"]
-    assert fid["cells"] == {str(data["cellIds"].index(cell)): [50.0, 47.0, 53.0, 4, ""]}
+    assert fid["per"] == "group" and fid["reference"] == "real/" and not fid["higher"]
+    assert fid["rows"] == [[50.0, 47.0, 53.0, 4, "", ""]]
+    assert fid["at"] == [0 if c == cell else -1 for c in rows.cell_id]
+    kid = next(m for m in data["metrics"] if m["name"] == "kid@cfg")
+    assert kid["label"] == "KID by CFG scale"
+    values = [kid["rows"][k][0] for k in kid["at"]]
+    assert values == [{7.0: 0.02, 3.0: 0.05}[c] for c in rows.cfg]
+    assert kid["rows"][kid["at"][rows.index[rows.cfg == 7.0][0]]][4] == "small N"
+
+
+def test_an_image_metric_stored_again_by_score_is_shown_once(sweep_copy):
+    import pandas as pd
+
+    rows = sdexp.load_rows(sweep_copy)
+    (sweep_copy / "image_metrics").mkdir()
+    same = pd.DataFrame({"image_id": rows.image_id, "metric": "clip_score", "scorer": "another:name",
+                         "value": rows.clip_score})
+    same.to_parquet(sweep_copy / "image_metrics" / "clip_score-a.parquet")
+    other = same.assign(scorer="open_clip:ViT-B-32", value=rows.clip_score * 0.5)
+    other.to_parquet(sweep_copy / "image_metrics" / "clip_score-b.parquet")
+    build_report(sweep_copy)
+    names = [m["name"] for m in viewer_data(sweep_copy)["metrics"]]
+    assert names.count("clip_score") == 1 and "clip_score:another:name" not in names
+    assert "clip_score:open_clip:ViT-B-32" in names

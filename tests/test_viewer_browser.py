@@ -1,9 +1,11 @@
 """The viewer in a real browser (Debian's chromium and chromium-driver, as the report's browser
 test): report/viewer.html opened from disk, on a sweep rendered by the real engine (CFG 3 and 7 x
-seeds 0 and 1 x two prompts, one holding HTML and script). Every test ends with no console error."""
+seeds 0 and 1 x two prompts, one holding HTML and script). One Chromium serves the module; every
+test ends with no console error."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,18 +13,33 @@ from PIL import Image
 
 import sdexp
 from conftest import EVIL_PROMPT
-from test_report_browser import browser, errors_in, pytestmark  # noqa: F401  (the driver set-up and skip rule)
+from test_report_browser import chromium, errors_in, pytestmark  # noqa: F401  (the driver set-up and skip rule)
+
+POLL = 0.05         # seconds between checks of a WebDriverWait
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
 
 
 def js(driver, script, *args):
     return driver.execute_script(script, *args)
 
 
-def open_viewer(driver, folder: Path, hash_: str = ""):
+def wait(driver, condition, timeout: float = 20):
     from selenium.webdriver.support.ui import WebDriverWait
 
+    WebDriverWait(driver, timeout, poll_frequency=POLL).until(condition)
+
+
+def open_viewer(driver, folder: Path, hash_: str = ""):
+    driver.get_log("browser")                        # what an earlier test left in the log
+    driver.get("about:blank")                        # a new page even when only the hash differs
     driver.get((Path(folder) / "report" / "viewer.html").resolve().as_uri() + hash_)
-    WebDriverWait(driver, 20).until(lambda d: js(d, "return document.body.getAttribute('data-ready') === '1'"))
+    wait(driver, lambda d: js(d, "return document.body.getAttribute('data-ready') === '1'"))
 
 
 def shown(driver) -> int:
@@ -40,6 +57,12 @@ def choose(driver, name: str, value: str):
 
 def state(driver) -> dict:
     return js(driver, "return sdexpViewer.state()")
+
+
+def loaded(driver, image_id: str):
+    """The full-size view shows this image, its parameters and row fields loaded."""
+    wait(driver, lambda d: js(d, "return document.getElementById('detail').getAttribute('data-loaded')") == image_id)
+    wait(driver, lambda d: js(d, "const i = document.querySelector('#detail img'); return i.complete && i.naturalWidth > 0"))
 
 
 def no_console_errors(driver):
@@ -85,7 +108,6 @@ def test_choose_axes_and_seeds_labels_and_image_count(browser, folder):
     no_console_errors(browser)
 
 
-@pytest.mark.slow
 def test_toggle_a_value_hides_its_column(browser, folder):
     open_viewer(browser, folder)
     box = browser.find_element("css selector", ".toggles[data-axis='cfg'] input[name='7']")
@@ -97,22 +119,17 @@ def test_toggle_a_value_hides_its_column(browser, folder):
     no_console_errors(browser)
 
 
-@pytest.mark.slow
 def test_full_size_with_parameters_and_arrow_keys(browser, folder, rows):
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
 
     open_viewer(browser, folder)
     first = rows[(rows.cfg == 3) & (rows.prompt == rows.prompt.iloc[0])].sort_values("seed").iloc[0]
     browser.find_element("css selector", "#grid figure.img img").click()
-
-    def loaded(image_id):
-        WebDriverWait(browser, 10).until(lambda d: js(d, "return document.getElementById('detail').getAttribute('data-loaded')") == image_id)
-        WebDriverWait(browser, 10).until(lambda d: js(d, "const i = document.querySelector('#detail img'); return i.complete && i.naturalWidth > 0"))
-
-    loaded(first.image_id)
+    loaded(browser, first.image_id)
     assert js(browser, "return document.getElementById('detail').hidden") is False
     assert js(browser, "return document.querySelector('#detail img').naturalWidth") == 64
+    # a 64 px image is shown at 4x, its pixels kept sharp
+    assert js(browser, "return document.querySelector('#detail img').getBoundingClientRect().width") == 256
     with Image.open(folder / first.image_path) as im:
         params = im.text["parameters"]
     assert js(browser, "return document.querySelector('#detail .params').value") == params
@@ -121,19 +138,18 @@ def test_full_size_with_parameters_and_arrow_keys(browser, folder, rows):
     body = browser.find_element("css selector", "body")
     body.send_keys(Keys.ARROW_RIGHT)                      # along X: CFG 7, same prompt and seed
     right = rows[(rows.cfg == 7) & (rows.prompt == first.prompt) & (rows.seed == first.seed)].iloc[0]
-    loaded(right.image_id)
+    loaded(browser, right.image_id)
     body.send_keys(Keys.ARROW_RIGHT)                      # the last column: stays
     assert state(browser)["open"] == rows.index[rows.image_id == right.image_id][0]
     body.send_keys(Keys.ARROW_DOWN)                       # along Y: the next prompt
     down = rows[(rows.cfg == 7) & (rows.prompt == EVIL_PROMPT) & (rows.seed == first.seed)].iloc[0]
-    loaded(down.image_id)
+    loaded(browser, down.image_id)
     assert f"open={down.image_id}" in browser.current_url
     body.send_keys(Keys.ESCAPE)
     assert js(browser, "return document.getElementById('detail').hidden") is True
     no_console_errors(browser)
 
 
-@pytest.mark.slow
 def test_compare_two_cells_seed_by_seed_with_paired_difference(browser, folder, rows):
     open_viewer(browser, folder)
     browser.find_element("id", "compare-mode").click()
@@ -159,7 +175,36 @@ def test_compare_two_cells_seed_by_seed_with_paired_difference(browser, folder, 
     no_console_errors(browser)
 
 
-@pytest.mark.slow
+def test_flagged_images_are_marked_and_left_out_of_the_estimates(browser, folder, rows, tmp_path):
+    from sdexp.report import build_report
+
+    copy = tmp_path / "rep"
+    shutil.copytree(folder, copy)
+    first = rows[(rows.cfg == 3) & (rows.prompt == rows.prompt.iloc[0])].sort_values("seed")
+    bad, good = first.iloc[0], first.iloc[1]
+    build_report(copy, rows=rows.assign(image_flags=["constant" if i == bad.image_id else "" for i in rows.image_id]),
+                 groups=None, log=lambda *a: None)
+    open_viewer(browser, copy, "#x=cfg&y=prompt&xs=&ys=&seed=all&m=clip_score")
+    marked = js(browser, "return Array.from(document.querySelectorAll('#grid figure.flagged'))"
+                         ".map(f => [f.getAttribute('data-image'), f.querySelector('.flag').textContent])")
+    assert marked == [[str(rows.index[rows.image_id == bad.image_id][0]), "\u2691 constant"]]
+    title = js(browser, "return document.querySelector('#grid figure.flagged').closest('td').title")
+    assert title.endswith("N=1") and f"CLIP score {good.clip_score:.3g}" in title       # the other seed alone
+    no_console_errors(browser)
+
+
+def test_thumbnails_load_as_their_cells_near_the_view(browser, folder):
+    open_viewer(browser, folder, "#x=seed&y=prompt&xs=&ys=cfg&seed=first&auto=0&size=1024&under=0")
+    assert shown(browser) == 8
+    with_src = "return Array.from(document.querySelectorAll('#grid figure.img img')).map(i => i.hasAttribute('src'))"
+    first = js(browser, with_src)
+    assert first[:2] == [True, True] and not any(first[-4:])   # the first row of 1 kB images; not the far ones
+    js(browser, "const w = document.getElementById('grid-wrap'); w.scrollTop = w.scrollHeight")
+    wait(browser, lambda d: all(js(d, with_src)))
+    wait(browser, lambda d: js(d, "return Array.from(document.querySelectorAll('#grid img')).every(i => i.complete && i.naturalWidth > 0)"))
+    no_console_errors(browser)
+
+
 def test_the_bootstrap_in_the_page_matches_the_reports(browser, folder):
     import numpy as np
 
@@ -173,10 +218,7 @@ def test_the_bootstrap_in_the_page_matches_the_reports(browser, folder):
     assert (got["lo"], got["hi"]) == pytest.approx((low, high), abs=0.05)   # another generator, same method
 
 
-@pytest.mark.slow
 def test_a_view_is_restored_from_the_url_hash(browser, folder, rows):
-    from selenium.webdriver.support.ui import WebDriverWait
-
     target = rows[(rows.prompt == EVIL_PROMPT) & (rows.cfg == 7) & (rows.seed == 1)].iloc[0]
     open_viewer(browser, folder, f"#x=seed&y=cfg&xs=&ys=&seed=first&t.prompt=1&m=clip_score&heat=1&open={target.image_id}")
     assert texts(browser, "#grid th.x-label") == ["Seed: 0", "Seed: 1"]
@@ -184,24 +226,28 @@ def test_a_view_is_restored_from_the_url_hash(browser, folder, rows):
     assert all(js(browser, "return Array.from(document.querySelectorAll('#grid td.cell')).map(td => td.style.background !== '')"))
     titles = js(browser, "return Array.from(document.querySelectorAll('#grid td.cell')).map(td => td.title)")
     assert all(t.startswith("CLIP score ") and t.endswith("N=1") for t in titles)
-    WebDriverWait(browser, 10).until(lambda d: js(d, "return document.getElementById('detail').getAttribute('data-loaded')") == target.image_id)
+    loaded(browser, target.image_id)
     assert js(browser, "return document.getElementById('detail').hidden") is False
     assert js(browser, "return document.querySelector('select[name=X]').value") == "seed"
     no_console_errors(browser)
-@pytest.mark.slow
-def test_prompt_with_markup_is_text_everywhere(browser, folder, rows):
-    from selenium.webdriver.support.ui import WebDriverWait
 
+
+def test_prompt_with_markup_is_text_everywhere(browser, folder, rows):
     evil = rows[rows.prompt == EVIL_PROMPT].iloc[0]
     open_viewer(browser, folder, f"#x=cfg&y=seed&xs=&ys=&t.prompt=1&open={evil.image_id}")
-    WebDriverWait(browser, 10).until(lambda d: js(d, "return document.getElementById('detail').getAttribute('data-loaded')") == evil.image_id)
+    loaded(browser, evil.image_id)
     assert EVIL_PROMPT in texts(browser, "#tabs .tab")
+    assert EVIL_PROMPT in [t.strip() for t in texts(browser, ".toggles[data-axis='prompt'] label")]
     assert EVIL_PROMPT in js(browser, "return document.querySelector('#detail .params').value")
     assert EVIL_PROMPT in texts(browser, "#detail .fields td")
     assert EVIL_PROMPT in " ".join(texts(browser, "#detail .detail-title"))
     browser.find_element("css selector", "body").send_keys("\ue00c")      # Escape
     choose(browser, "Y", "prompt")
     assert f"Prompt: {EVIL_PROMPT}" in texts(browser, "#grid th.y-label")
+    other = rows[(rows.prompt != EVIL_PROMPT) & (rows.cfg == evil.cfg)].iloc[0]
+    js(browser, "location.hash = arguments[0]", f"#x=cfg&y=prompt&cmp={other.image_id},{evil.image_id}")
+    wait(browser, lambda d: js(d, "return !document.getElementById('compare').hidden"))
+    assert texts(browser, "#compare .cell-b")[0].endswith(f"Prompt: {EVIL_PROMPT}")
     assert js(browser, "return document.querySelectorAll('b').length") == 0
     assert js(browser, "return Array.from(document.scripts).map(s => s.getAttribute('src'))")[:2] == [
         "assets/viewer.js", "data/viewer.js"]
@@ -210,7 +256,6 @@ def test_prompt_with_markup_is_text_everywhere(browser, folder, rows):
     no_console_errors(browser)
 
 
-@pytest.mark.slow
 def test_save_view_draws_a_canvas_that_can_be_exported(browser, folder, tmp_path):
     import base64
 
@@ -224,20 +269,30 @@ def test_save_view_draws_a_canvas_that_can_be_exported(browser, folder, tmp_path
     with Image.open(shot) as im:
         width, height = im.size
         assert width > 128 and height > 128
-        assert len(set(im.convert("RGB").getdata())) > 50          # the thumbnails were drawn, not blank
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 50          # the thumbnails were drawn, not blank
     no_console_errors(browser)
 
 
 @pytest.mark.slow
 def test_screenshots_for_the_readme(browser, folder, tmp_path):
-    """Leaves screenshots of the viewer (SDEXP_DOCS=<folder> writes them there, e.g. docs/)."""
+    """Leaves screenshots of the viewer: SDEXP_DOCS=<folder> writes them there (e.g. docs/), of the
+    demo's sweep when SDEXP_DOCS_SWEEP=results/demo (after `make demo`), else of the test's sweep."""
     out = Path(os.environ.get("SDEXP_DOCS", tmp_path))
-    open_viewer(browser, folder, "#x=cfg&y=prompt&xs=&ys=&seed=all&m=clip_score&heat=1&auto=0&size=112")
+    demo = os.environ.get("SDEXP_DOCS_SWEEP")
+    if demo:      # CFG on X, steps on Y, sampler as Y super-axis, every seed of the first prompt
+        open_viewer(browser, Path(demo), "#x=cfg&y=steps&xs=&ys=sampler&seed=all&t.prompt=0&m=clip_score&heat=1")
+        pair = (3, 5)          # Euler a, 8 steps: CFG 1 and CFG 7
+    else:
+        open_viewer(browser, folder, "#x=cfg&y=prompt&xs=&ys=&seed=all&m=clip_score&heat=1&auto=0&size=112")
+        pair = (0, 1)
+    wait(browser, lambda d: js(d, "return Array.from(document.querySelectorAll('#grid img[src]'))"
+                                  ".every(i => i.complete)"))
     assert browser.save_screenshot(str(out / "viewer.png"))
     browser.find_element("id", "compare-mode").click()
     cells = browser.find_elements("css selector", "#grid td.cell")
-    cells[0].click()
-    cells[1].click()
+    cells[pair[0]].click()
+    cells[pair[1]].click()
+    wait(browser, lambda d: js(d, "return Array.from(document.querySelectorAll('#compare img')).every(i => i.complete)"))
     assert browser.save_screenshot(str(out / "viewer-compare.png"))
     assert (out / "viewer.png").stat().st_size > 10_000
     no_console_errors(browser)

@@ -47,14 +47,20 @@ class SdexpLauncher(Launcher):
         return configs
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from sdexp.cli import run_jobs
+        from sdexp import cli
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        log.info(f"sdexp launcher: {len(job_overrides)} jobs planned as one sweep")
-        configs = self.compose(job_overrides, initial_job_idx)
-        keys = [o.split("=", 1)[0] for o in (job_overrides[0] if job_overrides else [])]
-        result = run_jobs(configs, keys)
+        if cli.SHOW_JOBS is not None:          # `sdexp -m --cfg job`: each job's config, nothing run
+            configs = self.compose(job_overrides, initial_job_idx)
+            for k, (overrides, cfg) in enumerate(zip(job_overrides, configs)):
+                cli.print_job(cfg, f"job {initial_job_idx + k + 1} of {len(configs)}: {' '.join(overrides)}")
+            result = None
+        else:
+            log.info(f"sdexp launcher: {len(job_overrides)} jobs planned as one sweep")
+            configs = self.compose(job_overrides, initial_job_idx)
+            keys = [o.split("=", 1)[0] for o in (job_overrides[0] if job_overrides else [])]
+            result = cli.run_jobs(configs, keys)
         returns = []
         for overrides, cfg in zip(job_overrides, configs):
             ret = JobReturn(overrides=list(overrides), cfg=cfg, status=JobStatus.COMPLETED)

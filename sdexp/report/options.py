@@ -64,6 +64,20 @@ def parse_overrides(overrides: list[str]) -> dict:
     return out
 
 
+def swapped(stored: dict, given: dict) -> dict:
+    """The stored layout (x, y, z) with the given axes put in: a slot left as stored whose axis the
+    overrides moved to another slot takes an axis they moved out (`grid.x=sampler grid.y=cfg` on
+    x=cfg, y=steps, z=sampler gives z=steps), else none."""
+    slots = ("x", "y", "z")
+    moved = {k: given[k] for k in slots if k in given}
+    out = {**{k: stored.get(k) for k in slots}, **moved}
+    free = [stored.get(k) for k in moved if stored.get(k) and stored.get(k) not in out.values()]
+    for k in slots:
+        if k not in moved and out[k] is not None and out[k] in moved.values():
+            out[k] = free.pop(0) if free else None
+    return out
+
+
 def grid_options(folder: Path, rows: pd.DataFrame, overrides: list[str] = ()) -> dict:
     """x, y, z, seed, metric and max_pixels for the sweep's grids; raises ConfigError naming
     the key, the value and the valid choices."""
@@ -71,6 +85,7 @@ def grid_options(folder: Path, rows: pd.DataFrame, overrides: list[str] = ()) ->
     stored = {k: v for k, v in ((jobs[0].get("grid") or {}) if jobs else {}).items()
               if k in {f.name for f in fields(GridConf)}}
     given = parse_overrides(list(overrides))
+    stored.update({k: v for k, v in swapped(stored, given).items() if k not in given})
     try:
         conf = OmegaConf.merge(OmegaConf.structured(GridConf), stored, given)
     except OmegaConfBaseException as e:

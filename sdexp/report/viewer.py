@@ -1,5 +1,6 @@
 """The interactive viewer's data: report/viewer.html reads report/data/viewer.js (one object:
-the swept axes, one index per image and axis, thumbnails, per-image metrics and per-cell estimates)
+the swept axes, one index per image and axis, thumbnails, per-image metrics with the estimate of
+each cell, and per-group metrics (FID, KID) with the group of each image)
 and, on demand, report/data/images-NNN.js (A1111 parameters and row fields of SHARD images each)
 and report/data/pixels-*.js (thumbnails as data URLs, for "save view as PNG": a canvas that drew
 file:// images could not be saved). Built from the rows generically: every axis column that
@@ -20,6 +21,7 @@ from .. import axes as axis_registry
 from ..estimates import result_set
 from ..grid import AXIS_LABELS, format_value
 from ..grid_rows import plain_value
+from ..metrics.groups import parse_grouping
 from ..metrics.registry import METRICS
 from .intervals import group_means_ci
 from .tables import axis_frame, values_in_order
@@ -109,35 +111,47 @@ def _image_metric_series(folder: Path, rows: pd.DataFrame) -> list[tuple[dict, l
             info = METRICS.get(metric)
             if info is None or (metric, scorer) in in_rows:
                 continue
-            values = rows["image_id"].map(dict(zip(sel["image_id"], sel["value"])))
+            values = pd.to_numeric(rows["image_id"].map(dict(zip(sel["image_id"], sel["value"]))), errors="coerce")
+            if info.column in rows.columns and np.allclose(values, pd.to_numeric(rows[info.column], errors="coerce"),
+                                                           equal_nan=True):
+                continue                   # the rows' own values, stored again by `sdexp score`
             out.append(({"name": f"{metric}:{scorer}", "label": f"{info.display_name} ({scorer})",
                          "short": info.short or info.display_name, "higher": info.higher_is_better,
-                         "per": "image"}, pd.to_numeric(values, errors="coerce").tolist()))
+                         "per": "image"}, values.tolist()))
     return out
 
 
-def _group_metric_entries(groups: pd.DataFrame | None, cell_index: dict) -> list[dict]:
-    """FID, KID and other per-group metrics as one value per cell (the groups table's 'cell' rows)."""
+def _group_metric_entries(groups: pd.DataFrame | None, rows: pd.DataFrame) -> list[dict]:
+    """FID, KID and other per-group metrics: one entry per result set's grouping ('cell', 'all' or
+    axes such as 'cfg,steps'), its groups as rows [value, low, high, n, warning, group] and, per
+    image, the index of the group it belongs to (-1: none)."""
     out = []
     for info in METRICS.values():
-        if info.per != "group":
+        sel = result_set(groups, info) if info.per == "group" else None
+        if sel is None:
             continue
-        sel = result_set(groups, info)
-        if sel is None or "cell_id" not in sel.columns:
-            continue
-        if "grouping" in sel.columns:
-            sel = sel[sel["grouping"] == "cell"]
-        cells = {}
-        for r in sel.to_dict("records"):
-            i = cell_index.get(r.get("cell_id"))
-            if i is not None and _num(r.get("value")) is not None:
-                cells[str(i)] = [_num(r.get("value")), _num(r.get("ci_low")), _num(r.get("ci_high")),
-                                 int(r["n"]) if _num(r.get("n")) is not None else None, _text(r.get("warning"))]
-        if cells:
-            ref = sel["reference"].dropna() if "reference" in sel.columns else pd.Series([], dtype=object)
-            out.append({"name": info.name, "label": info.display_name, "short": info.short or info.display_name,
-                        "higher": info.higher_is_better, "per": "cell", "cells": cells,
-                        "reference": str(ref.iloc[0]) if len(ref) else None})
+        if "grouping" not in sel.columns:
+            sel = sel.assign(grouping="cell")
+        for grouping, part in sel.groupby(sel["grouping"].fillna("cell"), sort=True):
+            keys = list(parse_grouping(str(grouping).split(",")).keys)
+            if not set(keys) <= set(rows.columns) & set(part.columns):
+                continue
+            records = [r for r in part.to_dict("records") if _num(r.get("value")) is not None]
+            where = {tuple(plain_value(r[k]) for k in keys): k for k, r in enumerate(records)}
+            image_keys = zip(*[_column(rows, k) for k in keys]) if keys else [()] * len(rows)
+            at = [where.get(tuple(key), -1) for key in image_keys]
+            if not records or max(at, default=-1) < 0:
+                continue
+            ref = part["reference"].dropna() if "reference" in part.columns else pd.Series([], dtype=object)
+            by = "" if grouping == "cell" else " (all images)" if grouping == "all" else \
+                " by " + ", ".join(label(k) for k in keys)
+            out.append({"name": info.name if grouping == "cell" else f"{info.name}@{grouping}",
+                        "label": info.display_name + by, "short": info.short or info.display_name,
+                        "higher": info.higher_is_better, "per": "group", "grouping": str(grouping),
+                        "rows": [[_num(r.get("value")), _num(r.get("ci_low")), _num(r.get("ci_high")),
+                                  int(r["n"]) if _num(r.get("n")) is not None else None, _text(r.get("warning")),
+                                  _text(r.get("group"))] for r in records],
+                        "at": at, "reference": str(ref.iloc[0]) if len(ref) else None})
     return out
 
 
@@ -156,8 +170,6 @@ def viewer_data(folder: Path, rows: pd.DataFrame, groups: pd.DataFrame | None, f
     n_groups = int(group.max()) + 1 if n else 0
     flags = (rows["image_flags"].fillna("").astype(str).tolist() if "image_flags" in rows.columns else [""] * n)
     healthy = np.array([not f for f in flags])
-    cell_codes, cells = (pd.factorize(rows["cell_id"]) if "cell_id" in rows.columns
-                         else (group, np.arange(n_groups)))
     metrics = []
     for entry, values in _image_metric_series(folder, rows):
         vals = np.asarray(values, dtype=float)
@@ -165,7 +177,7 @@ def viewer_data(folder: Path, rows: pd.DataFrame, groups: pd.DataFrame | None, f
         entry["image"] = [_num(v) for v in vals]
         entry["groups"] = [[_num(v) for v in row[:3]] + [int(row[3])] for row in stats]
         metrics.append(entry)
-    metrics += _group_metric_entries(groups, {c: i for i, c in enumerate(map(str, cells))})
+    metrics += _group_metric_entries(groups, rows)
     thumbs = facts["thumb"].tolist()
     paths = rows["image_path"].tolist() if "image_path" in rows.columns else [None] * n
     constant = {c: format_value(plain_value(rows[c].iloc[0])) for c in rows.columns
@@ -177,8 +189,7 @@ def viewer_data(folder: Path, rows: pd.DataFrame, groups: pd.DataFrame | None, f
     default = {k: (v if k in ("seed", "metric") or v in axes else None) for k, v in default.items()}
     return {
         "name": format_value(rows["sweep"].iloc[0]) if "sweep" in rows.columns and n else folder.name,
-        "n": n, "axes": meta, "index": index, "group": group.tolist(), "cell": [int(c) for c in cell_codes],
-        "cellIds": [str(c) for c in cells], "imageId": rows["image_id"].tolist(),
+        "n": n, "axes": meta, "index": index, "group": group.tolist(), "imageId": rows["image_id"].tolist(),
         "full": [url(p) if p else None for p in paths],
         "thumb": [None if t == p or not isinstance(t, str) else url(t) for t, p in zip(thumbs, paths)],
         "w": [int(w) if _num(w) is not None else None for w in facts["width"].tolist()],

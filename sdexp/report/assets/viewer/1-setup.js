@@ -9,6 +9,8 @@
 const sdexpViewer = (function () {
   const LAYOUT = [["x", "X"], ["y", "Y"], ["xs", "X super"], ["ys", "Y super"]];
   const N_BOOT = 2000;
+  const CAPTION_PX = 15;        // the height of a line of an image's caption (viewer.css, figure.img figcaption)
+  const MIN_CAPTIONED = 40;     // images narrower than this carry their caption in their title only
   let D = null;                 // the data object
   let S = null;                 // the view state (serialized in the URL hash)
   let byKey = null;             // "i0,i1,..." of every axis -> image index
@@ -16,4 +18,5 @@ const sdexpViewer = (function () {
   const pixels = {};            // pixel shard -> [data URL]
   const waiting = {};           // script src -> [resolve]
   let pickFirst = null;         // compare mode: the first cell picked
+  let lazy = null;              // gives the grid's images their src as their cells near the view
 

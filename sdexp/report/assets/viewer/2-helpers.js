@@ -10,6 +10,11 @@
   }
   function axis(key) { return D.axes.find(function (a) { return a.key === key; }) || null; }
   function metric(name) { return D.metrics.find(function (m) { return m.name === name; }) || null; }
+  function groupRow(m, i) {
+    // a per-group metric's row for image i: [value, low, high, n, warning, group], or null
+    const k = m.at[i];
+    return k >= 0 ? m.rows[k] : null;
+  }
   function fmt(v) {
     if (v === null || v === undefined || Number.isNaN(v)) return "n/a";
     const a = Math.abs(v);

@@ -28,9 +28,9 @@
     // the metric of a grid cell: the estimate of its group (all seeds) or, with seed on the layout, the image
     if (!m || !images.length) return null;
     const i = images[0];
-    if (m.per === "cell") {
-      const c = m.cells[String(D.cell[i])];
-      return c ? { mean: c[0], lo: c[1], hi: c[2], n: c[3], warning: c[4] } : null;
+    if (m.per === "group") {
+      const c = groupRow(m, i);
+      return c ? { mean: c[0], lo: c[1], hi: c[2], n: c[3], warning: c[4], group: c[5] } : null;
     }
     if (seedOnLayout() && axis("seed")) return { mean: m.image[i], lo: null, hi: null, n: m.image[i] === null ? 0 : 1 };
     const g = m.groups[D.group[i]];
@@ -48,11 +48,13 @@
     return [S.size, Math.max(1, Math.round(S.size * h / w))];
   }
   function autoscale(cols, perCell) {
+    // the image size that fits every column into the window: per image its 2 px margin, per cell 7 px
     if (!S.auto) return;
     const wrap = document.getElementById("grid-wrap");
     const room = Math.max(200, wrap.clientWidth - 260);
     const natural = Math.max.apply(null, D.w.slice(0, 200).map(function (w) { return w || 64; }));
-    S.size = Math.max(24, Math.min(Math.max(natural, 96), 512, Math.floor(room / Math.max(1, cols * perCell)) - 8));
+    const fit = Math.floor((room / Math.max(1, cols) - 7) / perCell) - 2;
+    S.size = Math.max(24, Math.min(Math.max(natural, 96), 512, fit));
   }
   function label(a, v) { return axis(a).label + ": " + axis(a).values[v]; }
   function renderGrid() {
@@ -102,7 +104,8 @@
             const e = ests.get(key);
             if (list.length) td.setAttribute("data-group", String(D.group[list[0]]));
             if (m && e) {
-              td.title = m.label + " " + fmt(e.mean) + interval(e.lo, e.hi) + ", N=" + e.n + (e.warning ? " (" + e.warning + ")" : "");
+              td.title = m.label + " " + fmt(e.mean) + interval(e.lo, e.hi) + ", N=" + e.n
+                + (e.group && m.grouping !== "cell" ? ", group " + e.group : "") + (e.warning ? " (" + e.warning + ")" : "");
               if (S.heat) td.style.background = heatColor(m, e.mean, lo, hi);
             }
             list.forEach(function (i) { td.appendChild(figure(i, m, perCell > 1)); shown++; });
@@ -114,29 +117,52 @@
       });
     });
     table.appendChild(body);
+    watch(body.querySelectorAll("td.cell"));
     stick();
     document.body.setAttribute("data-images", String(shown));
     status(shown + " images shown in " + (xs.length * x.length) + " x " + (ys.length * y.length) + " cells (" + Math.round(performance.now() - t0) + " ms)");
   }
   function figure(i, m, seedCaption) {
+    // an image with its caption line; its src comes when its cell nears the view (showImages), and
+    // its size is known before then, so the browser lays out only the figures in view
     const f = el("figure", { class: "img" + (D.flags && D.flags[i] ? " flagged" : ""), "data-image": String(i) });
     const size = imageSize(i);
-    const img = el("img", { src: D.thumb[i] || D.full[i], loading: "lazy", decoding: "async", width: String(size[0]),
-                            height: String(size[1]), alt: "image " + D.imageId[i] });
-    f.appendChild(img);
+    f.appendChild(el("img", { "data-src": D.thumb[i] || D.full[i], decoding: "async", width: String(size[0]),
+                              height: String(size[1]) }));
     const lines = [];
-    if (seedCaption || (axis("seed") && !seedOnLayout() && S.seed === "all")) lines.push("Seed: " + axis("seed").values[D.index.seed[i]]);
+    if (seedCaption) lines.push("Seed: " + axis("seed").values[D.index.seed[i]]);
     if (m && S.under) {
-      const v = m.per === "cell" ? (m.cells[String(D.cell[i])] || [null])[0] : m.image[i];
-      lines.push((m.short || m.label) + " " + fmt(v));
+      const v = m.per === "group" ? (groupRow(m, i) || [null])[0] : m.image[i];
+      lines.push(size[0] < 64 ? fmt(v) : (m.short || m.label) + " " + fmt(v));   // narrow: the value alone
     }
+    const caption = lines.join("\n");          // a line each, cut with an ellipsis when the image is narrow
+    const shownLines = size[0] < MIN_CAPTIONED ? 0 : lines.length;   // tiny: in the title only
     if (D.flags && D.flags[i]) {
-      f.title = "flagged: " + D.flags[i] + " (left out of metrics)";
+      f.title = (caption ? caption + "\n" : "") + "flagged: " + D.flags[i] + " (left out of metrics)";
       f.appendChild(el("span", { class: "flag", "aria-label": "flagged: " + D.flags[i] }, "\u2691 " + D.flags[i]));
-    }
-    if (lines.length) f.appendChild(el("figcaption", null, lines.join(" \u00b7 ")));
+    } else if (caption) f.title = caption;
+    if (shownLines) f.appendChild(el("figcaption", null, caption));
     f.style.width = size[0] + "px";
+    f.style.containIntrinsicSize = "auto " + size[0] + "px auto " + (size[1] + shownLines * CAPTION_PX) + "px";
     return f;
+  }
+  function showImages(root) {
+    root.querySelectorAll("img[data-src]").forEach(function (img) {
+      img.alt = "image " + D.imageId[Number(img.parentNode.getAttribute("data-image"))];
+      img.src = img.getAttribute("data-src");
+      img.removeAttribute("data-src");
+    });
+  }
+  function watch(cells) {
+    // lazy thumbnails: one observer on the grid's cells, 400 px ahead of the scrolled view
+    if (lazy) lazy.disconnect();
+    if (!window.IntersectionObserver) { cells.forEach(showImages); return; }
+    lazy = new IntersectionObserver(function (entries) {
+      entries.forEach(function (e) {
+        if (e.isIntersecting) { lazy.unobserve(e.target); showImages(e.target); }
+      });
+    }, { root: document.getElementById("grid-wrap"), rootMargin: "400px" });
+    cells.forEach(function (td) { lazy.observe(td); });
   }
   function stick() {
     // sticky labels: header rows stack from the top, label columns from the left

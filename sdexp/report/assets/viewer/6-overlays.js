@@ -85,12 +85,12 @@
     D.metrics.forEach(function (m) {
       const tr = el("tr", { "data-metric": m.name });
       tr.appendChild(el("th", { scope: "row" }, m.label + (m.higher ? " (higher is better)" : " (lower is better)")));
-      if (m.per === "cell") {
-        const ca = m.cells[String(D.cell[firstOfGroup(ga)])], cb = m.cells[String(D.cell[firstOfGroup(gb)])];
+      if (m.per === "group") {
+        const ca = groupRow(m, firstOfGroup(ga)), cb = groupRow(m, firstOfGroup(gb));
         tr.appendChild(el("td", { class: "num" }, ca ? fmt(ca[0]) + interval(ca[1], ca[2]) + ", N=" + ca[3] : "n/a"));
         tr.appendChild(el("td", { class: "num" }, cb ? fmt(cb[0]) + interval(cb[1], cb[2]) + ", N=" + cb[3] : "n/a"));
         tr.appendChild(el("td", { class: "num diff" }, ca && cb ? fmt(cb[0] - ca[0]) : "n/a"));
-        tr.appendChild(el("td", { class: "muted" }, "a per-cell metric: not paired"));
+        tr.appendChild(el("td", { class: "muted" }, "a per-group metric: not paired"));
         tr.appendChild(el("td", { class: "num" }, ""));
       } else {
         const ea = m.groups[ga], eb = m.groups[gb], d = paired(m, a, b);
@@ -125,6 +125,7 @@
     });
     seeds.appendChild(tb);
     body.appendChild(seeds);
+    showImages(body);
     box.hidden = false;
   }
 

@@ -27,7 +27,9 @@
         if (c.tagName === "TH" && c.textContent) {
           ctx.fillStyle = "#000";
           ctx.font = "bold 13px sans-serif";
-          ctx.fillText(c.textContent, x + 4, y + 4, Math.max(10, r.width - 8));
+          wrapLines(ctx, c.textContent, Math.max(10, r.width - 8)).forEach(function (line, k) {
+            ctx.fillText(line, x + 4, y + 4 + 16 * k, Math.max(10, r.width - 8));
+          });
         }
       });
       figs.forEach(function (f, k) {
@@ -37,12 +39,24 @@
         if (cap) {
           const r = cap.getBoundingClientRect();
           ctx.fillStyle = "#000";
-          ctx.font = "12px sans-serif";
-          ctx.fillText(cap.textContent, r.left - origin.left, r.top - origin.top, Math.max(10, r.width));
+          ctx.font = "11px sans-serif";
+          cap.textContent.split("\n").forEach(function (line, k) {
+            ctx.fillText(line, r.left - origin.left, r.top - origin.top + k * CAPTION_PX, Math.max(10, r.width));
+          });
         }
       });
       return canvas;
     });
+  }
+  function wrapLines(ctx, text, width) {
+    // a label's words in lines no wider than `width` (a longer word stays one line, drawn narrower)
+    const lines = [];
+    text.split(/\s+/).forEach(function (word) {
+      const last = lines.length ? lines[lines.length - 1] + " " + word : word;
+      if (lines.length && ctx.measureText(last).width <= width) lines[lines.length - 1] = last;
+      else lines.push(word);
+    });
+    return lines;
   }
   function savePng() {
     status("drawing the view\u2026");
@@ -124,6 +138,13 @@
     document.addEventListener("keydown", onKey);
     document.querySelectorAll(".overlay .close").forEach(function (b) { b.addEventListener("click", closeOverlays); });
     document.querySelector("#detail .copy").addEventListener("click", copyParams);
+    document.querySelector("#detail .detail-image img").addEventListener("load", function () {
+      // an image smaller than 256 px is shown at a whole multiple of its size, its pixels kept sharp
+      const w = this.naturalWidth, zoom = w && w < 256 ? Math.ceil(256 / w) : 1;
+      this.style.width = zoom > 1 ? w * zoom + "px" : "";
+      this.style.imageRendering = zoom > 1 ? "pixelated" : "";
+      this.title = zoom > 1 ? w + " x " + this.naturalHeight + " px, shown at " + zoom + "x" : "";
+    });
     window.addEventListener("hashchange", function () { if (location.hash !== toHash()) restore(); });
     let resizing = null;
     window.addEventListener("resize", function () { clearTimeout(resizing); resizing = setTimeout(function () { if (S.auto) renderGrid(); }, 150); });

@@ -24,9 +24,9 @@ def versions() -> dict:
             "python_version": platform.python_version()}
 
 
-def image_row(sweep: str, item: dict, image_path: str | None, clip_score: float, device, dtype,
-              scorer_source) -> dict:
-    """One row per image (cell.row_values gives the registry's columns)."""
+def image_row(sweep: str, item: dict, clip_score: float, facts: dict) -> dict:
+    """One row per image (cell.row_values gives the registry's columns); `facts`: the renderer's
+    device, dtype and scorer_source. The writer fills in image_path."""
     cell, hashes = item["cell"], item["lora_hashes"]
     return {
         "sweep": sweep, "cell_id": cell.cell_id, "image_id": cell.image_id, **cell.row_values(),
@@ -42,10 +42,10 @@ def image_row(sweep: str, item: dict, image_path: str | None, clip_score: float,
         "init_image_hash": cell.init_image.sha256 if cell.init_image else None,
         "refiner_source": item.get("refiner_source"), "refiner_hash": item.get("refiner_hash"),
         "final_width": cell.final_size[0], "final_height": cell.final_size[1],
-        "image_path": image_path, "clip_score": clip_score, "clip_model": scorer_source,
+        "image_path": None, "clip_score": clip_score, "clip_model": facts["scorer_source"],
         "seconds": item["seconds"], "batch_size": item["batch_size"], "batch_index": item["batch_index"],
         "batch_id": item["batch_id"],
-        "device": str(device), "dtype": str(dtype).replace("torch.", ""), **versions(),
+        "device": str(facts["device"]), "dtype": str(facts["dtype"]).replace("torch.", ""), **versions(),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -60,8 +60,7 @@ def batch_rows(sweep: str, items: list[dict], scorer, warmup: bool, facts: dict)
                   else [float("nan")] * len(items))
     rows = []
     for item, score in zip(items, scores):
-        row = {**image_row(sweep, item, None, score, facts["device"], facts["dtype"], facts["scorer_source"]),
-               "image_flags": item.get("image_flags")}
+        row = {**image_row(sweep, item, score, facts), "image_flags": item.get("image_flags")}
         if warmup:
             row["warmup_seconds"], row["seconds"] = row["seconds"], None
         rows.append(row)

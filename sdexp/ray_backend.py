@@ -143,12 +143,13 @@ def render_on_ray(plan: Plan, store: Store, todo: list[Cell], log=print, on_batc
     each batch is handed to the writer. Returns the figures: images, seconds, workers (per slot:
     images, images/s, replaced, loads)."""
     import ray
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+    from ray.exceptions import RayActorError, RayTaskError
 
     from .ray_worker import RenderWorker
     from .sweep import WRITER_THREADS, progress_bar
 
     connect(plan.ray["address"])
+    slots: list[Slot] = []
     try:
         workers, per_gpu, per_cpu = worker_shape(plan.ray, ray.cluster_resources(), len(todo))
         remote = ray.remote(RenderWorker)
@@ -189,22 +190,21 @@ def render_on_ray(plan: Plan, store: Store, todo: list[Cell], log=print, on_batc
                     gen = ready[0]
                     slot, unit = owner[gen]
                     try:
-                        try:
-                            payload = ray.get(next(gen))
-                        except StopIteration:
-                            slot.in_flight.remove((gen, unit))
-                            del owner[gen]
-                            continue
+                        payload = ray.get(next(gen))
+                    except StopIteration:
+                        slot.in_flight.remove((gen, unit))
+                        del owner[gen]
+                        continue
                     except RayTaskError as e:          # the unit failed on the worker: its error, as local
                         cause = getattr(e, "cause", None)
                         raise (cause if isinstance(cause, BaseException) else e) from None
-                    except (ActorDiedError, ActorUnavailableError, RayActorError) as e:
+                    except RayActorError as e:         # died, killed, node lost, out of memory
                         lost = [u for _, u in slot.in_flight]
                         for g, _ in slot.in_flight:
                             owner.pop(g, None)
                         if sum(s.replaced for s in slots) >= MAX_REPLACEMENTS:
                             raise WorkerFault(f"ray: {MAX_REPLACEMENTS} workers died in this sweep; the last: "
-                                               f"{str(e).splitlines()[0]}") from None
+                                              f"{str(e).splitlines()[0]}") from None
                         slot.replaced += 1
                         log(f"sdexp: ray: worker {slot.index} died ({type(e).__name__}); replaced, and its "
                             f"{len(lost)} unfinished unit{'s' * (len(lost) != 1)} run again")
@@ -227,9 +227,9 @@ def render_on_ray(plan: Plan, store: Store, todo: list[Cell], log=print, on_batc
         finally:
             bar.close()
         figures = _figures(ray, slots, time.perf_counter() - t_start)
-        for s in slots:
-            ray.kill(s.actor)
     finally:
+        for s in slots:               # on every way out (an error, Ctrl-C): a joined cluster keeps no actor
+            ray.kill(s.actor)
         disconnect()
     store.save_timings(stages.batches)
     log(f"sdexp: {stages.line()}")

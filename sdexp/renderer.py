@@ -12,6 +12,7 @@ import torch
 from .batching import auto_batch_size
 from .cell import Cell
 from .clipscore import ClipScorer
+from .devices import resolve_device, resolve_dtype
 from .image_rows import batch_rows
 from .models import ModelCache
 from .render import render
@@ -26,20 +27,6 @@ def quiet_libraries() -> None:
     for lib in (diffusers, transformers):
         lib.utils.logging.set_verbosity_error()
         lib.utils.logging.disable_progress_bar()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
 
 
 def resolve_batch_size(run: dict, cells: list[Cell], device: torch.device) -> int:

@@ -17,15 +17,8 @@ import sys
 from pathlib import Path
 
 from .axes import ConfigError
+from .devices import resolve_device
 from .score_args import usage, parse_args, check
-
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _scorer_options(metric: str, cfg: dict, plan: dict) -> dict:

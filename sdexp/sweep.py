@@ -16,7 +16,8 @@ from .grid_rows import GridPage, drop_stale_grids, render_grids
 from .models import ModelCache
 from .axes import swept_columns
 from .plan import Plan, grid_axes
-from .renderer import Renderer, resolve_batch_size, resolve_device
+from .devices import resolve_device
+from .renderer import Renderer, resolve_batch_size
 from .report import build_report
 from .stages import StageLog
 from .store import Store

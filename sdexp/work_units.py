@@ -26,10 +26,6 @@ class WorkUnit:
     model: object              # the ModelSpec it loads first
     cells: list[Cell]
 
-    @property
-    def image_ids(self) -> set[str]:
-        return {c.image_id for c in self.cells}
-
 
 def work_units(cells: list[Cell], batch_size: int) -> list[WorkUnit]:
     """The units of `cells`, models in order of first appearance, in the local run's order."""

@@ -259,7 +259,8 @@ def test_cli_multirun_plan_matches_hydra_composition(tmp_path):
     that Hydra's compose API, one job at a time, and make_plan give for the same jobs."""
     from sdexp.dryrun import format_summary, summary
     from sdexp.plan import make_plan
-    from sdexp.renderer import resolve_batch_size, resolve_device
+    from sdexp.devices import resolve_device
+    from sdexp.renderer import resolve_batch_size
 
     root = tmp_path / "results"
     sweeps = ["cfg=3,7.5", "steps=4,8", "sampler=euler,ddim", "clip_skip=1,2", "vae=tiny,tiny_alt"]

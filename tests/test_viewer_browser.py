@@ -39,7 +39,8 @@ def open_viewer(driver, folder: Path, hash_: str = ""):
     driver.get_log("browser")                        # what an earlier test left in the log
     driver.get("about:blank")                        # a new page even when only the hash differs
     driver.get((Path(folder) / "report" / "viewer.html").resolve().as_uri() + hash_)
-    wait(driver, lambda d: js(d, "return document.body.getAttribute('data-ready') === '1'"))
+    # document.body is null while the new page is still being parsed
+    wait(driver, lambda d: js(d, "return !!document.body && document.body.getAttribute('data-ready') === '1'"))
 
 
 def shown(driver) -> int:

@@ -31,7 +31,7 @@ def interrupted(cfgs: list[DictConfig]) -> None:
 
     from .store import Store
 
-    folder = Path(cfgs[0].results_root) / cfgs[0].name
+    folder = Path(cfgs[0]["results_root"]) / cfgs[0]["name"]
     try:
         n = len(Store(folder).image_ids())
     except Exception:  # a half-written store still gets the message below

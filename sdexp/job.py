@@ -34,13 +34,25 @@ def _plain(value):
     return value
 
 
+def job_container(cfg) -> dict:
+    """A job config resolved to plain values: a DictConfig's `to_container(resolve=True)`, or the
+    launcher's ResolvedJob (a dict, already resolved) itself."""
+    return cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+
+
+def interpolated(cfg, key: str) -> bool:
+    """True when the job config's top-level `key` is an interpolation (`width: ${model.width}`)."""
+    return key in cfg.interpolations if isinstance(cfg, dict) else OmegaConf.is_interpolation(cfg, key)
+
+
 class Job:
     """One job config as plain values (read once: OmegaConf access is slow for thousands of views)."""
 
     def __init__(self, cfg, container: dict | None = None):
-        """`container`: OmegaConf.to_container(cfg, resolve=True), when the caller has it already."""
-        self.values = _plain(OmegaConf.to_container(cfg, resolve=True) if container is None else container)
-        self.follows_model = {k: OmegaConf.is_interpolation(cfg, k) for k in ("width", "height")}
+        """`cfg`: a DictConfig or the launcher's ResolvedJob; `container`: job_container(cfg), when the
+        caller has it already."""
+        self.values = _plain(job_container(cfg) if container is None else container)
+        self.follows_model = {k: interpolated(cfg, k) for k in ("width", "height")}
 
 
 class JobView:

@@ -5,12 +5,13 @@ view is checked, then turned into cells (one per init image, prompt row and seed
 """
 from __future__ import annotations
 
+import copy
 import secrets
 from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import resolve as r
 from . import tiny
@@ -20,7 +21,7 @@ from .cell import OPTIONAL_FIELDS, Cell, digest, shown_value  # noqa: F401  (re-
 from .config import unknown_keys
 from .hires import get_upscaler, size_problem
 from .img2img import steps_run
-from .job import Job, JobView, Memo, settings
+from .job import Job, JobView, Memo, job_container, settings
 from .metrics.registry import METRICS
 from .models import MODEL_BUILTINS, ModelSpec, classify_source, model_family, text_encoder_layers
 from .named_files import OFF_VALUES
@@ -341,10 +342,10 @@ NEEDS = {"strength": ("init_image", "init_image (img2img)"), "lora_weight": ("lo
             if a.needs == "hires_scale"}}
 
 
-def _check_needs(cfgs, views: list[JobView], cells: list[Cell]) -> None:
+def _check_needs(containers: list[dict], views: list[JobView], cells: list[Cell]) -> None:
     """An axis swept (several values) where what it acts with is off everywhere is an error: every value
     would render the same image."""
-    if any(c.lcm.lora not in OFF_VALUES for c in cfgs) and not any(c.sampler == "LCM" for c in cells):
+    if any(c["lcm"]["lora"] not in OFF_VALUES for c in containers) and not any(c.sampler == "LCM" for c in cells):
         raise ConfigError("lcm.lora is set but no job uses sampler=lcm; the LCM-LoRA only acts with the LCM sampler")
     for axis, (needs, what) in NEEDS.items():
         if len({r.hashable(v[axis]) for v in views}) > 1 and not any(getattr(c, needs) for c in cells):
@@ -383,7 +384,7 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
     errors: list[str] = []
     memo = Memo()
     views: list[JobView] = []
-    containers = [OmegaConf.to_container(c, resolve=True) for c in cfgs]   # read once: plan.configs too
+    containers = [job_container(c) for c in cfgs]   # read once: plan.configs too
     for cfg, container in zip(cfgs, containers):
         job = Job(cfg, container)
         job_errors = check_run(job.values)
@@ -394,20 +395,20 @@ def make_plan(cfgs: list[DictConfig], override_keys: list[str] = (), check_grid:
         views += job_views
     if errors:
         raise ConfigError("\n".join(errors))
-    folders = {str(Path(c.results_root) / c.name) for c in cfgs}
+    folders = {str(Path(c["results_root"]) / c["name"]) for c in containers}
     if len(folders) > 1:
         raise ConfigError(f"name/results_root must be the same for every job of one sweep; got {sorted(folders)}")
     cells = list(dict.fromkeys(c for view in views for c in view_cells(view, memo)))
     _check_names(cells)
-    _check_needs(cfgs, views, cells)
+    _check_needs(containers, views, cells)
     swept_list = swept_axes(cells, override_keys)
-    first = cfgs[0]
-    grid = (grid_axes(first.grid, swept_list) if check_grid
-            else {**{k: first.grid[k] for k in "xyz"}, "seed": first.grid["seed"]})
+    first = containers[0]
+    grid = (grid_axes(first["grid"], swept_list) if check_grid
+            else {**{k: first["grid"][k] for k in "xyz"}, "seed": first["grid"]["seed"]})
     _check_grid_seed(grid, cells)
     return Plan(warnings=size_warnings(cells),
-        cells=cells, folder=Path(first.results_root) / first.name, name=first.name, swept=swept_list,
-        grid=grid, run=OmegaConf.to_container(first.run), ray=OmegaConf.to_container(first.ray),
-        scorer=OmegaConf.to_container(first.scorer), dry_run=bool(first.plan.dry_run),
+        cells=cells, folder=Path(first["results_root"]) / first["name"], name=first["name"], swept=swept_list,
+        grid=grid, run=copy.deepcopy(first["run"]), ray=copy.deepcopy(first["ray"]),
+        scorer=copy.deepcopy(first["scorer"]), dry_run=bool(first["plan"]["dry_run"]),
         configs=containers,
     )

@@ -88,17 +88,26 @@ def hydra_outcome(loader, master, job):
 
 
 def check_jobs(hydra_app, master, jobs, composer=None) -> JobComposer:
-    """Every job composed by the fast path equals Hydra's composition, or raises Hydra's error."""
+    """Every job composed by the fast path equals Hydra's composition, or raises Hydra's error; where
+    the resolved path answers, its plain values are Hydra's resolved container and its interpolated
+    top-level keys Hydra's. Sets `composer.resolved_jobs` to the number of jobs it answered."""
     composer = composer or JobComposer(hydra_app.config_loader, master)
     assert composer.fast
+    composer.resolved_jobs = 0
     for job in jobs:
         ref = hydra_outcome(hydra_app.config_loader, master, job)
+        resolved = composer.resolved(job)
         if isinstance(ref, Exception):
+            assert resolved is None, job          # a job Hydra refuses takes compose, which raises
             with pytest.raises(type(ref)) as info:
                 composer.compose(job)
             assert str(info.value) == str(ref), job
         else:
             assert_same(composer.compose(job), ref)
+            if resolved is not None:
+                composer.resolved_jobs += 1
+                assert resolved == OmegaConf.to_container(ref, resolve=True), job
+                assert resolved.interpolations == {k for k in ref if OmegaConf.is_interpolation(ref, k)}, job
     return composer
 
 
@@ -130,6 +139,7 @@ def test_every_sweep_file(name, hydra_app):
     groups = {tuple(o for o in job if o.split("=")[0] in ("model", "vae", "prompts", "scorer", "sweep"))
               for job in jobs}
     assert composer.full_compositions == len(groups)
+    assert composer.resolved_jobs >= len(jobs) // 2      # most sweep jobs skip the DictConfig entirely
 
 
 # --- seeded random override sets over real keys ----------------------------------------------------
@@ -219,6 +229,24 @@ def test_random_override_sets_with_hydra_node(hydra_app):
         assert_same(composer.compose_with_hydra(job, idx), ref, resolve=False)
         compared += 1
     assert compared >= 12
+
+
+def test_resolved_jobs_of_a_plain_sweep_and_where_they_step_aside(hydra_app):
+    """A grid of literal values resolves without DictConfigs; a key an interpolation reads
+    (model.width, read by width), an interpolated value, nested or repeated keys and `+`/`~`
+    overrides take the composed path, and every answer is still Hydra's."""
+    master = master_config(hydra_app)
+    plain = [[f"cfg={c}", f"steps={s}", "sampler=ddim", "seed=[1,2]", "prompt='a, b'", "grid.x=cfg"]
+             for c in (1, 7.5) for s in (3, 4)]
+    composer = check_jobs(hydra_app, master, plain)
+    assert composer.resolved_jobs == len(plain)
+    stepping_aside = [["model.width=96"], ["width=96"], ["cfg=${steps}"], ["grid={x: cfg}", "grid.y=steps"],
+                      ["cfg=3", "cfg=4"], ["+extra=1"], ["~negative_prompt"], ["model=tiny_sdxl", "model.width=80"]]
+    composer = check_jobs(hydra_app, master, stepping_aside)
+    assert composer.resolved_jobs == 0
+    a, b = composer.resolved(["cfg=3", "grid.x=steps"]), composer.resolved(["cfg=4"])
+    assert a["grid"]["x"] == "steps" and b["grid"]["x"] != "steps"      # a copied path, the rest shared
+    assert a["cfg"] == 3 and b["cfg"] == 4 and b["model"] is a["model"]
 
 
 def test_later_changes_stay_in_their_job(hydra_app):

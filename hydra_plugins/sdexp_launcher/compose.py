@@ -11,16 +11,26 @@ the same classification and the same apply function Hydra uses inside `load_conf
 Anything this cannot do exactly goes through Hydra's full composition instead: an override that
 fails to parse, a sweep value, an override that fails to apply (Hydra then raises its own error),
 a Hydra without the functions used here, or `SDEXP_LAUNCHER_FULL_COMPOSE=1` in the environment.
+
+`resolved` goes one step further for the common case, a job whose value overrides each set one
+existing key to a literal: it returns the job's config already resolved to plain values (what
+`OmegaConf.to_container(cfg, resolve=True)` of the composed job gives) without making a DictConfig.
+Each distinct override line is applied by Hydra once, to a copy of its base, and the resolved value
+at its key kept; a job is then its base's resolved container with those values put in. That is
+exact when no interpolation of the base can see the key (no interpolation names any part of its
+path, and the base calls no resolver that could read the config by itself) and the job's keys do
+not nest in one another; any other job returns None and takes `compose`.
 """
 from __future__ import annotations
 
 import copy
 import os
 import pickle
+import re
 from typing import Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
+from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 try:
@@ -30,6 +40,22 @@ except ImportError:     # another Hydra: every job takes the full composition
 
 FULL_COMPOSE_ENV = "SDEXP_LAUNCHER_FULL_COMPOSE"   # "1": compose every job with Hydra (the slow reference path)
 _HOOKS = ("_parse_overrides_and_create_caching_repo", "_apply_overrides_to_config")
+# resolvers that read only their arguments (a key they read is named in the interpolation's text)
+PURE_RESOLVERS = frozenset({"oc.env", "oc.decode", "oc.select", "oc.create", "oc.deprecated", "oc.dict.keys",
+                            "oc.dict.values", "now"})
+_RESOLVER_CALL = re.compile(r"\$\{\s*([\w.]+)\s*:")
+_KEY_PART = re.compile(r"^[A-Za-z_][\w-]*$")
+_UNSET = object()
+
+
+class ResolvedJob(dict):
+    """A job's config resolved to plain values, as `OmegaConf.to_container(cfg, resolve=True)` gives
+    it. `interpolations`: its top-level keys whose value is an interpolation (`width: ${model.width}`).
+    Jobs share the subtrees no override touched: read, never change, one."""
+
+    def __init__(self, values: dict, interpolations: frozenset):
+        super().__init__(values)
+        self.interpolations = interpolations
 
 
 def full_compose_requested() -> bool:
@@ -50,6 +76,8 @@ class JobComposer:
         self._is_group: dict[str, bool] = {}
         self._bases: dict[tuple[str, ...], tuple[DictConfig, DictConfig, bytes | None]] = {}
         self._repo = None
+        self._resolved_bases: dict[tuple[str, ...], tuple | None] = {}
+        self._resolved_lines: dict[tuple, tuple | None] = {}
 
     # --- Hydra's own composition ---------------------------------------------------------------
     def hydra_compose(self, overrides: Sequence[str]) -> DictConfig:
@@ -62,15 +90,80 @@ class JobComposer:
         """The job's config without its hydra node."""
         split = self._split(overrides)
         if split is not None:
-            key, values, _ = split
-            _, app, pickled = self._base(key)
-            cfg = self._apply(pickle.loads(pickled) if pickled else copy.deepcopy(app), values)
+            cfg = self._apply(self._fresh(split[0]), split[1])
             if cfg is not None:
                 return cfg
         cfg = self.hydra_compose(overrides)
         with open_dict(cfg):
             del cfg["hydra"]
         return cfg
+
+    def resolved(self, overrides: Sequence[str]) -> ResolvedJob | None:
+        """The job's config resolved to plain values, or None when only `compose` can make it exactly."""
+        split = self._split(overrides)
+        if split is None:
+            return None
+        key, values, _ = split
+        base = self._resolved_base(key)
+        if base is None:
+            return None
+        container, interpolations, words = base
+        changes = []
+        for o in values:
+            change = self._resolved_line(key, o, words)
+            if change is None:
+                return None
+            changes.append(change)
+        paths = [path for path, _ in changes]
+        if any(a != b and a[:len(b)] == b for a in paths for b in paths) or len(set(paths)) < len(paths):
+            return None                  # keys that nest (model=..., model.width=...): applied in order by Hydra
+        out = dict(container)
+        for path, value in changes:
+            node = out
+            for part in path[:-1]:
+                node[part] = node = dict(node[part])
+            node[path[-1]] = copy.deepcopy(value)
+        return ResolvedJob(out, interpolations - {path[0] for path in paths if len(path) == 1})
+
+    def _resolved_base(self, key: tuple[str, ...]):
+        """(resolved container, interpolated top-level keys, the words interpolations name) of a base,
+        or None when its interpolations may read keys they do not name."""
+        if key not in self._resolved_bases:
+            self._resolved_bases[key] = None
+            try:
+                app = self._base(key)[1]
+                raw = OmegaConf.to_container(app, resolve=False)
+                texts = [t for t in _strings(raw) if "${" in t]
+                if all(name in PURE_RESOLVERS for t in texts for name in _RESOLVER_CALL.findall(t)):
+                    cfg = self._fresh(key)
+                    OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
+                    self._resolved_bases[key] = (
+                        OmegaConf.to_container(cfg, resolve=True),
+                        frozenset(k for k in app if OmegaConf.is_interpolation(app, k)),
+                        " ".join(texts))
+            except Exception:            # compose raises Hydra's own error
+                pass
+        return self._resolved_bases[key]
+
+    def _resolved_line(self, key: tuple[str, ...], o: Override, words: str):
+        """(key path, resolved value) one plain `key=literal` override gives on base `key`, or None."""
+        cache_key = (key, o.input_line)
+        if cache_key not in self._resolved_lines:
+            self._resolved_lines[cache_key] = None
+            path = tuple(o.key_or_group.split("."))
+            if (o.type == OverrideType.CHANGE and "${" not in o.input_line and all(_KEY_PART.match(p) for p in path)
+                    and not any(p in words for p in path)):
+                cfg = self._apply(self._fresh(key), [o])
+                if cfg is not None:
+                    value = _at(OmegaConf.to_container(cfg, resolve=True), path)
+                    if value is not _UNSET and _at(self._resolved_bases[key][0], path) is not _UNSET:
+                        self._resolved_lines[cache_key] = (path, value)
+        return self._resolved_lines[cache_key]
+
+    def _fresh(self, key: tuple[str, ...]) -> DictConfig:
+        """A copy of a base (without its hydra node) no other job shares."""
+        _, app, pickled = self._base(key)
+        return pickle.loads(pickled) if pickled else copy.deepcopy(app)
 
     def compose_with_hydra(self, overrides: Sequence[str], job_idx: int) -> DictConfig:
         """The job's whole config, hydra node included, as Hydra's launchers give it to a job
@@ -158,3 +251,24 @@ class JobComposer:
         except Exception:               # the full composition raises Hydra's own error
             return None
         return cfg
+
+
+def _strings(value):
+    """Every string in a plain container."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _at(container, path: tuple[str, ...]):
+    """The value at a key path of a plain container, or _UNSET."""
+    for part in path:
+        if not isinstance(container, dict) or part not in container:
+            return _UNSET
+        container = container[part]
+    return container

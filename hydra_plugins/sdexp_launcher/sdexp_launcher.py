@@ -34,12 +34,19 @@ class SdexpLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
-    def compose(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[DictConfig]:
+    def compose(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+                resolved: bool = False) -> list:
         """Each job's config, identical to Hydra's composition for that job (see compose.py), without
-        the hydra node. Hydra's job config (hydra.job.id, num, override_dirname, ...) is set as Hydra's
+        the hydra node; with `resolved`, as plain resolved values (a ResolvedJob) wherever that is
+        exact. Hydra's job config (hydra.job.id, num, override_dirname, ...) is set as Hydra's
         launchers leave it after the last job."""
         composer = JobComposer(self.hydra_context.config_loader, self.config)
-        configs = [composer.compose(overrides) for overrides in job_overrides]
+
+        def one(overrides):
+            cfg = composer.resolved(overrides) if resolved else None
+            return composer.compose(overrides) if cfg is None else cfg
+
+        configs = [one(overrides) for overrides in job_overrides]
         if job_overrides:
             last = len(job_overrides) - 1
             HydraConfig.instance().set_config(composer.compose_with_hydra(job_overrides[last], initial_job_idx + last))
@@ -58,7 +65,7 @@ class SdexpLauncher(Launcher):
             result = None
         else:
             log.info(f"sdexp launcher: {len(job_overrides)} jobs planned as one sweep")
-            configs = self.compose(job_overrides, initial_job_idx)
+            configs = self.compose(job_overrides, initial_job_idx, resolved=True)
             keys = [o.split("=", 1)[0] for o in (job_overrides[0] if job_overrides else [])]
             result = cli.run_jobs(configs, keys)
         returns = []

@@ -23,6 +23,8 @@ _TRAJECTORY = tuple(a.name for a in FIELDS if a.level not in ("decode", "label")
 _BATCH = tuple(a.name for a in FIELDS if a.level in ("model", "batch"))
 _COLUMNS = tuple(a.name for a in REGISTRY)
 _NOT_IN_CELL_ID = ("seed", "prompt", "prompt_template")
+_ID_FIELDS = tuple(a.name for a in FIELDS if a.name not in _NOT_IN_CELL_ID)
+_CELL_IDS: dict[str, str] = {}     # repr of a cell's id fields -> its cell_id
 # the fields of a second pass: off in the first pass it starts from (the hires fix's, the refiner's)
 SECOND_PASS = tuple(a.name for a in FIELDS if a.config_key.startswith("hires."))
 REFINER_PASS = ("refiner", "refiner_switch")
@@ -57,15 +59,21 @@ class _CellMethods:
 
     @cached_property          # a frozen dataclass has a __dict__: computed once per cell
     def cell_id(self) -> str:
-        d = {k: v for k, v in asdict(self).items()
-             if k not in _NOT_IN_CELL_ID and (k not in _OFF or v != _OFF[k])}
-        return digest(d)
+        # cells of one grid cell (every seed and prompt of it) digest once: keyed by the repr of their
+        # id fields, which, unlike ==, tells 3 from 3.0 and True from 1 as the digest's JSON does
+        key = repr(tuple(getattr(self, k) for k in _ID_FIELDS))
+        found = _CELL_IDS.get(key)
+        if found is None:
+            d = {k: v for k, v in asdict(self).items()
+                 if k not in _NOT_IN_CELL_ID and (k not in _OFF or v != _OFF[k])}
+            found = _CELL_IDS[key] = digest(d)
+        return found
 
     @cached_property
     def image_id(self) -> str:
         return digest([self.cell_id, self.prompt, self.seed])
 
-    @property
+    @cached_property
     def trajectory(self) -> tuple:
         """Everything the denoise depends on: every field but decode-only and label ones, so txt2img
         cells differing only in VAE share one trajectory (img2img ones do not: the VAE encodes their
@@ -103,7 +111,7 @@ class _CellMethods:
         """(width, height) of the image written: the hires target size, else the cell's size."""
         return target_size(self.width, self.height, self.hires_scale) if self.two_pass else (self.width, self.height)
 
-    @property
+    @cached_property
     def batch_key(self) -> tuple:
         """What one batch must share: every model- and batch-level field (UNet state, schedule, size,
         step arguments, noise device) and guidance on/off."""

@@ -85,3 +85,22 @@ def test_planned_cells_have_the_golden_ids(compose_cfg, overrides, name):
     plan = make_plan([compose_cfg(overrides)], [o.split("=")[0] for o in overrides])
     [cell] = plan.cells
     assert (cell.cell_id, cell.image_id) == GOLDEN[name]
+
+
+def test_ids_computed_once_per_grid_cell_still_tell_values_json_tells_apart():
+    """cell_id is digested once per grid cell (cells differing only in seed or prompt share it): the
+    shared result must still be each cell's own digest, so 3 and 3.0, True and 1 stay apart as the
+    digest's JSON keeps them, and a changed nested spec gets its own id."""
+    from dataclasses import asdict
+
+    from sdexp.cell import _NOT_IN_CELL_ID, _OFF, digest
+
+    def uncached(cell):
+        return digest({k: v for k, v in asdict(cell).items()
+                       if k not in _NOT_IN_CELL_ID and (k not in _OFF or v != _OFF[k])})
+
+    cells = [Cell(**{**BASE, "cfg": 3}), Cell(**{**BASE, "cfg": 3.0}), Cell(**{**BASE, "clip_skip": True}),
+             Cell(**{**BASE, "seed": 9, "prompt": "other"}), Cell(**{**BASE, "model": ModelSpec("tiny", "other")})]
+    assert [c.cell_id for c in cells] == [uncached(c) for c in cells]
+    assert cells[0].cell_id != cells[1].cell_id and cells[2].cell_id != Cell(**BASE).cell_id
+    assert cells[3].cell_id == Cell(**BASE).cell_id and cells[4].cell_id != Cell(**BASE).cell_id

@@ -169,6 +169,10 @@ def render_on_ray(plan: Plan, store: Store, todo: list[Cell], log=print, on_batc
             s.info = info
         batch_size = min(ray.get([s.actor.auto_batch_size.remote(plan.run, plan.cells) for s in slots]))
         units = work_units(todo, batch_size)
+        if plan.ray["workers"] is None and len(units) < workers:     # by default no worker waits idle
+            for s in slots[len(units):]:
+                ray.kill(s.actor)
+            slots, workers = slots[:len(units)], len(units)
         log(f"sdexp: ray: {len(units)} work units on {workers} worker{'s' * (workers > 1)} "
             f"({per_gpu:g} GPU, {per_cpu:g} CPU each; {', '.join(sorted({s.info['device'] for s in slots}))}), "
             f"batch size {batch_size}")

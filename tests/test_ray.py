@@ -116,6 +116,15 @@ def test_a_worker_killed_mid_sweep_leaves_every_image_exactly_once(
     assert images == local
 
 
+def test_by_default_no_worker_waits_without_a_unit(cluster, compose_cfg):
+    """ray.workers unset: one worker per GPU, but no more than the sweep has work units."""
+    cfg = compose_cfg(["model=tiny", "cfg=[3]", "seed=[0,1]", "steps=2", "prompts=single", "width=64", "height=64",
+                       "run.batch_size=2", "run.progress=false", "name=one_unit", "run.backend=ray",
+                       "ray.address=auto"])
+    figures, images = render_on_cluster(make_plan([cfg]))
+    assert len(images) == 2 and [w["images"] for w in figures["workers"]] == [2]
+
+
 def test_workers_that_do_not_fit_the_cluster_fail_before_any_file_changes(cluster, compose_cfg, tmp_path):
     from helpers import tree_state
 

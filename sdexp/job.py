@@ -36,8 +36,8 @@ def _plain(value):
 
 def job_container(cfg) -> dict:
     """A job config resolved to plain values: a DictConfig's `to_container(resolve=True)`, or the
-    launcher's ResolvedJob (a dict, already resolved) itself."""
-    return cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
+    launcher's ResolvedJob (already resolved) as a plain dict (YAML and JSON take no dict subclass)."""
+    return dict(cfg) if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True)
 
 
 def interpolated(cfg, key: str) -> bool:

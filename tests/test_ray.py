@@ -162,23 +162,12 @@ def test_console_script_on_a_local_cluster_makes_the_local_images(tmp_path):
 def test_ctrl_c_on_a_ray_sweep_says_what_is_stored_and_a_rerun_finishes_it(tmp_path):
     """Ctrl-C (SIGINT to the command's process group, as a terminal sends it) mid-sweep: exit 130 with
     the count of stored images; the same command again renders only the rest."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from helpers import SDEXP, run_cli
+    from helpers import ctrl_c_once_stored, run_cli
 
     sweep = ["-m", "cfg=3,7", "seed=range(0,12)", "steps=3", "prompts=single", "run.batch_size=2",
              f"results_root={tmp_path}", "name=intr", "run.backend=ray", "ray.address=local", "ray.workers=2"]
-    proc = subprocess.Popen([*SDEXP, *sweep], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    deadline = time.time() + 180
-    while not list((tmp_path / "intr" / "rows").glob("part-*.parquet")) and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = ctrl_c_once_stored(sweep, tmp_path, tmp_path / "intr" / "rows")
+    assert code == 130, err
     assert "images are stored in" in err and "Traceback" not in err
     stored = len(Store(tmp_path / "intr").image_ids())
     assert 0 < stored < 24

@@ -66,6 +66,31 @@ def test_sweep_file_from_another_directory(tmp_path):
     assert (work / "out" / "demo" / "grids").glob("*.png")
 
 
+def test_sdexp_launcher_stores_each_jobs_config_as_hydra_composes_it(tmp_path):
+    """A multirun through sdexp's launcher (its jobs reach the planner as resolved plain values)
+    renders and stores each job's config: Hydra's own composition of that job, resolved."""
+    import yaml
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from sdexp.hydra_setup import register_all
+    from sdexp.paths import CONF_DIR
+
+    root = tmp_path / "results"
+    fixed = ["steps=2", "prompts=single", "sampler=ddim", f"results_root={root}", "name=launched"]
+    run_cli(["-m", "cfg=3,7", *fixed], cwd=tmp_path)
+    assert sorted(sdexp.load_rows(root / "launched").cfg) == [3.0, 7.0]
+    [saved] = (root / "launched" / "config").glob("run-*.yaml")
+    register_all()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        expected = [OmegaConf.to_container(compose("config", overrides=[f"cfg={c}", *fixed]), resolve=True)
+                    for c in (3, 7)]
+    GlobalHydra.instance().clear()
+    assert yaml.safe_load(saved.read_text())["jobs"] == expected
+
+
 def test_basic_launcher_one_job_per_cell(tmp_path):
     root = tmp_path / "results"
     run_cli(["-m", "hydra/launcher=basic", "cfg=3,7", "steps=2", "prompts=single", f"results_root={root}",

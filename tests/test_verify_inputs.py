@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
 
 import pytest
@@ -16,7 +14,7 @@ from sdexp.axes import ConfigError
 from sdexp.hydra_setup import register_all
 from sdexp.paths import CONF_DIR
 from sdexp.sweep import run_sweep
-from helpers import SDEXP, run_cli, tree_state
+from helpers import ctrl_c_once_stored, run_cli, tree_state
 
 
 def cfgs(root, *overrides):
@@ -177,13 +175,7 @@ def test_ctrl_c_says_what_is_stored(tmp_path):
     root = tmp_path / "results"
     args = ["seed=range(0,40)", "-m", "steps=6", "run.batch_size=2", "prompts=single", f"results_root={root}",
             "name=intr"]
-    proc = subprocess.Popen([*SDEXP, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while not list((root / "intr" / "rows").glob("part-*.parquet")) and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    code, err = ctrl_c_once_stored(args, tmp_path, root / "intr" / "rows", timeout=120)
+    assert code == 130, err
     assert "images are stored in" in err and "run the same command again to resume" in err
     assert "Traceback" not in err

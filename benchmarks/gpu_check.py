@@ -122,10 +122,9 @@ def main(argv=None) -> int:
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        from sdexp.sweep import resolve_batch_size
+        from sdexp.renderer import resolve_batch_size
 
-        chosen = resolve_batch_size(svn.Plan(cells=grid, folder=tmp, name="auto", swept=[], grid={},
-                                             scorer={}, run={"batch_size": "auto"}), device)
+        chosen = resolve_batch_size({"batch_size": "auto"}, grid, device)
         auto = sweep(grid, device, dtype, tmp / "auto", "auto")
         memory = {"max_memory_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                   "total_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 2)} \

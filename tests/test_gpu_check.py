@@ -7,7 +7,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
 

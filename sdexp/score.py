@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .axes import ConfigError
 from .devices import resolve_device
-from .score_args import usage, parse_args, check
+from .score_args import check, parse_args, ray_conf, usage
 
 
 def _scorer_options(metric: str, cfg: dict, plan: dict) -> dict:
@@ -140,6 +140,18 @@ def run(cfg: dict, log=print) -> dict:
         except Exception as e:  # a damaged weights file: nothing has been written
             raise ConfigError(f"inception.weights={str(extractor.weights)!r}: cannot load it as "
                               f"torch-fidelity's InceptionV3 state dict: {type(e).__name__}: {e}") from None
+    extracts = {kind: None for kind in extractors}      # None: in this process
+    if cfg["run.backend"] == "ray":
+        from .metrics.clip_features import ClipImageFeatures
+        from .ray_features import ray_extract
+
+        conf = ray_conf(cfg)
+        if extractor is not None:
+            extracts["inception"] = ray_extract(InceptionExtractor, {
+                "weights": str(extractor.weights), "resize": extractor.resize,
+                "batch_size": extractor.batch_size}, conf, log)
+        if "clip" in extractors:
+            extracts["clip"] = ray_extract(ClipImageFeatures, {"source": plan["clip"]["source"]}, conf, log)
     written = []
 
     def common(metric: str, extra: dict) -> dict:
@@ -172,11 +184,11 @@ def run(cfg: dict, log=print) -> dict:
             if info.features not in by_kind:
                 ex = extractors[info.features]
                 features = store_features(folder, list(rows["image_id"]), [folder / p for p in rows["image_path"]],
-                                          ex, force=cfg["force"], log=log)
+                                          ex, force=cfg["force"], log=log, extract=extracts[info.features])
                 ref_features = None
                 if ref.kind == "folder":
                     ref_features = folder_features(folder, Path(ref.spec), ref.files, ref.hash, ex,
-                                                   force=cfg["force"], log=log)
+                                                   force=cfg["force"], log=log, extract=extracts[info.features])
                 elif ref.kind == "group":
                     position = {i: k for k, i in enumerate(rows["image_id"])}
                     ref_features = features[[position[i] for i in ref.image_ids]]

@@ -38,7 +38,13 @@ KEYS: dict[str, tuple] = {
     "device": ("auto", "auto | cpu | cuda | cuda:N"),
     "force": (False, "recompute stored per-image values and Inception features"),
     "plugins": ([], "modules (or .py files) to import first; they may register metrics"),
+    "run.backend": ("local", "local | ray: Inception and CLIP image features extracted on Ray actors"),
+    "ray.address": ("local", "local (a cluster on this machine), auto (the running one) or host:port"),
+    "ray.workers": (None, "actors (default: one per GPU of the cluster, per ray.cpus_per_worker CPUs without)"),
+    "ray.gpus_per_worker": (None, "GPUs per actor (default: 1 on a cluster with GPUs, 0 without)"),
+    "ray.cpus_per_worker": (1.0, "CPUs per actor, also its torch threads"),
 }
+RAY_KEYS = ("ray.address", "ray.workers", "ray.gpus_per_worker", "ray.cpus_per_worker")
 LIST_KEYS = ("metrics", "group_by", "plugins")
 INT_KEYS = ("inception.batch_size", "fid.min_images", "kid.subset_size", "kid.subsets", "kid.seed",
             "kid.min_images", "bootstrap.n", "bootstrap.seed", "batch_size")
@@ -78,6 +84,22 @@ def _parse_scalar(raw: str):
         return raw
 
 
+def _parse_number(key: str, raw: str, whole: bool):
+    """A number (an integer with `whole`) or null."""
+    value = raw.strip()
+    if value.lower() in ("null", "none"):
+        return None
+    try:
+        return int(value) if whole else float(value)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not {'an integer' if whole else 'a number'} or null") from None
+
+
+def ray_conf(cfg: dict) -> dict:
+    """The ray.* keys of a score job as sdexp.ray_backend reads them (address, workers, ...)."""
+    return {k.split(".", 1)[1]: cfg[k] for k in RAY_KEYS}
+
+
 def parse_args(argv: list[str]) -> dict:
     """RESULTS_FOLDER then key=value pairs -> a config dict (checked types; unknown keys fail)."""
     cfg = {k: copy.deepcopy(v[0]) for k, v in KEYS.items()}
@@ -107,6 +129,8 @@ def parse_args(argv: list[str]) -> dict:
                 cfg[key] = int(raw)
             except ValueError:
                 raise ConfigError(f"{key}={raw!r} is not an integer") from None
+        elif key in ("ray.workers", "ray.gpus_per_worker", "ray.cpus_per_worker"):
+            cfg[key] = _parse_number(key, raw, whole=key == "ray.workers")
         elif key == "bootstrap.confidence":
             try:
                 cfg[key] = float(raw)
@@ -202,6 +226,15 @@ def check(cfg: dict):
             raise ConfigError(f"{key}={cfg[key]} must be >= {low}")
     if not 0 < cfg["bootstrap.confidence"] < 1:
         raise ConfigError(f"bootstrap.confidence={cfg['bootstrap.confidence']} must be between 0 and 1")
+    from types import SimpleNamespace
+
+    from .plan import check_backend
+
+    if cfg["ray.cpus_per_worker"] is None:
+        raise ConfigError("ray.cpus_per_worker=None must be > 0")
+    problems = check_backend(cfg["run.backend"], SimpleNamespace(**ray_conf(cfg)))
+    if problems:
+        raise ConfigError(problems[0])
     if cfg["device"] != "auto" and not str(cfg["device"]).startswith(("cpu", "cuda", "mps")):
         raise ConfigError(f"device={cfg['device']!r} is not valid; valid: auto, cpu, cuda, cuda:N, mps")
     if any(METRICS[m].features == "inception" for m in group_metrics):

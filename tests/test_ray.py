@@ -125,6 +125,39 @@ def test_by_default_no_worker_waits_without_a_unit(cluster, compose_cfg):
     assert len(images) == 2 and [w["images"] for w in figures["workers"]] == [2]
 
 
+def test_score_extracts_features_on_the_cluster_as_it_does_locally(cluster, local_images, tmp_path):
+    """`sdexp score ... run.backend=ray`: Inception (random weights) and CLIP image features of the
+    sweep's images computed by two actors equal the local extraction, and so do FID and FD."""
+    import shutil
+
+    import numpy as np
+
+    from sdexp.metrics.inception import FeatureStore, make_random_weights
+    from sdexp.metrics.tables import load_groups
+    from sdexp.score import run as score
+    from sdexp.score_args import parse_args
+
+    plan, _ = local_images
+    weights = make_random_weights(tmp_path / "inception.pth")
+    said = {}
+    for backend in ("local", "ray"):
+        folder = tmp_path / backend
+        shutil.copytree(plan.folder, folder)
+        args = [str(folder), "metrics=[fid,fd_clip]", "reference=group:cfg=3", f"inception.weights={weights}",
+                "clip.source=tiny", "bootstrap.n=20", "inception.batch_size=4", f"run.backend={backend}",
+                "ray.address=auto", "ray.workers=2"]
+        said[backend] = []
+        score(parse_args(args), log=said[backend].append)
+    assert any("features of 1 chunk on 2 workers" in line for line in said["ray"]), said["ray"]
+    assert not any("sdexp: ray:" in line for line in said["local"])
+    for key in [p.name for p in (tmp_path / "local" / "features").iterdir()]:
+        local, remote = (FeatureStore(tmp_path / b, key).load() for b in ("local", "ray"))
+        assert local.keys() == remote.keys() and len(local) == 12
+        assert all(np.allclose(local[i], remote[i], rtol=1e-4, atol=1e-5) for i in local), key
+    values = {b: load_groups(tmp_path / b).sort_values(["metric", "group"])["value"].to_numpy() for b in said}
+    assert np.allclose(values["local"], values["ray"], rtol=1e-3, atol=1e-6)
+
+
 def test_workers_that_do_not_fit_the_cluster_fail_before_any_file_changes(cluster, compose_cfg, tmp_path):
     from helpers import tree_state
 

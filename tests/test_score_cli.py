@@ -179,6 +179,10 @@ def bad_cases(ref, weights, npz):
         (["kid.subset_size=1"], ["kid.subset_size=1 must be >= 2"]),
         (["bootstrap.n=many"], ["bootstrap.n='many' is not an integer"]),
         (["clip.backend=open_clip"], ["clip.source=null with clip.backend=open_clip", "ViT-H-14"]),
+        (["run.backend=rey"], ["run.backend='rey' is not valid", "valid: local, ray"]),
+        (["run.backend=ray", "ray.workers=two"], ["ray.workers='two' is not an integer or null"]),
+        (["run.backend=ray", "ray.workers=0"], ["ray.workers=0 must be >= 1 or null"]),
+        (["run.backend=ray", "ray.address=nowhere"], ["ray.address='nowhere' is not valid", "host:port"]),
     ]
 
 

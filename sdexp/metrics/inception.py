@@ -212,9 +212,16 @@ class FeatureStore:
         return path
 
 
+def local_extract(extractor):
+    """The default `extract`: chunks of image paths -> their features, in order, in this process."""
+    return lambda chunks: (extractor.features([load_rgb(p) for p in chunk]) for chunk in chunks)
+
+
 def store_features(folder: Path, image_ids: list[str], paths: list[Path], extractor: InceptionExtractor,
-                   force: bool = False, chunk: int = 256, log=print) -> np.ndarray:
-    """Features of the sweep's images in the given order, extracting (and storing) only missing ones."""
+                   force: bool = False, chunk: int = 256, log=print, extract=None) -> np.ndarray:
+    """Features of the sweep's images in the given order, extracting (and storing) only missing ones.
+    `extract` (default: local_extract(extractor)) maps chunks of paths to their features in order;
+    sdexp.ray_features.ray_extract computes them on a Ray cluster."""
     fs = FeatureStore(folder, extractor.key)
     old_parts = fs.parts()
     have = {} if force else fs.load()
@@ -223,9 +230,9 @@ def store_features(folder: Path, image_ids: list[str], paths: list[Path], extrac
     if todo:
         log(f"sdexp: {getattr(extractor, 'what', 'Inception')} features for {len(todo)} images "
             f"({len(have)} already stored)")
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
-        feats = extractor.features([load_rgb(p) for _, p in part])
+    parts = [todo[start:start + chunk] for start in range(0, len(todo), chunk)]
+    extracted = (extract or local_extract(extractor))([[p for _, p in part] for part in parts])
+    for part, feats in zip(parts, extracted, strict=True):      # strict: the extractor runs to its end
         fs.add([i for i, _ in part], feats)
         have.update({i: f for (i, _), f in zip(part, feats)})
     if force:                              # the recomputed parts replace the earlier ones
@@ -242,7 +249,7 @@ def reference_images(folder: Path) -> list[Path]:
 
 
 def folder_features(store_folder: Path, ref_folder: Path, files: list[Path], content_hash: str,
-                    extractor: InceptionExtractor, force: bool = False, log=print) -> np.ndarray:
+                    extractor: InceptionExtractor, force: bool = False, log=print, extract=None) -> np.ndarray:
     """Features of a reference folder, kept in the sweep's store as
     features/<key>/references/<content hash>.npy (the same folder content is never extracted twice)."""
     from ..store import atomic_write_bytes
@@ -255,9 +262,10 @@ def folder_features(store_folder: Path, ref_folder: Path, files: list[Path], con
             return feats
     log(f"sdexp: {getattr(extractor, 'what', 'Inception')} features for {len(files)} reference images in {ref_folder}")
     feats = np.zeros((len(files), dim), np.float32)
-    for start in range(0, len(files), 256):
-        chunk = files[start:start + 256]
-        feats[start:start + len(chunk)] = extractor.features([load_rgb(p) for p in chunk])
+    starts = range(0, len(files), 256)
+    extracted = (extract or local_extract(extractor))([files[start:start + 256] for start in starts])
+    for start, chunk_feats in zip(starts, extracted, strict=True):
+        feats[start:start + len(chunk_feats)] = chunk_feats
     cache.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.save(buf, feats, allow_pickle=False)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .axes import ConfigError
+from .config import RayConf
 from .image_health import healthy
 
 # key: (default, help). Dotted keys are options of one part; `options.METRIC.KEY` passes free-form
@@ -39,12 +40,16 @@ KEYS: dict[str, tuple] = {
     "force": (False, "recompute stored per-image values and Inception features"),
     "plugins": ([], "modules (or .py files) to import first; they may register metrics"),
     "run.backend": ("local", "local | ray: Inception and CLIP image features extracted on Ray actors"),
-    "ray.address": ("local", "local (a cluster on this machine), auto (the running one) or host:port"),
-    "ray.workers": (None, "actors (default: one per GPU of the cluster, per ray.cpus_per_worker CPUs without)"),
-    "ray.gpus_per_worker": (None, "GPUs per actor (default: 1 on a cluster with GPUs, 0 without)"),
-    "ray.cpus_per_worker": (1.0, "CPUs per actor, also its torch threads"),
+    # the ray.* keys of a sweep, with the sweep's defaults (sdexp.config.RayConf)
+    **{f"ray.{name}": (getattr(RayConf(), name), text) for name, text in (
+        ("address", "local (a cluster on this machine), auto (the running one) or host:port"),
+        ("workers", "actors (default: one per GPU of the cluster, per ray.cpus_per_worker CPUs without)"),
+        ("gpus_per_worker", "GPUs per actor (default: 1 on a cluster with GPUs, 0 without)"),
+        ("cpus_per_worker", "CPUs per actor, also its torch threads"))},
 }
-RAY_KEYS = ("ray.address", "ray.workers", "ray.gpus_per_worker", "ray.cpus_per_worker")
+RAY_KEYS = tuple(k for k in KEYS if k.startswith("ray."))
+# numeric ray.* keys: (an integer?, null allowed?)
+RAY_NUMBERS = {"ray.workers": (True, True), "ray.gpus_per_worker": (False, True), "ray.cpus_per_worker": (False, False)}
 LIST_KEYS = ("metrics", "group_by", "plugins")
 INT_KEYS = ("inception.batch_size", "fid.min_images", "kid.subset_size", "kid.subsets", "kid.seed",
             "kid.min_images", "bootstrap.n", "bootstrap.seed", "batch_size")
@@ -84,15 +89,16 @@ def _parse_scalar(raw: str):
         return raw
 
 
-def _parse_number(key: str, raw: str, whole: bool):
-    """A number (an integer with `whole`) or null."""
+def _parse_number(key: str, raw: str, whole: bool, nullable: bool):
+    """A number (an integer with `whole`), or null where `nullable`."""
     value = raw.strip()
-    if value.lower() in ("null", "none"):
+    if nullable and value.lower() in ("null", "none"):
         return None
     try:
         return int(value) if whole else float(value)
     except ValueError:
-        raise ConfigError(f"{key}={raw!r} is not {'an integer' if whole else 'a number'} or null") from None
+        raise ConfigError(f"{key}={raw!r} is not {'an integer' if whole else 'a number'}"
+                          f"{' or null' if nullable else ''}") from None
 
 
 def ray_conf(cfg: dict) -> dict:
@@ -129,8 +135,8 @@ def parse_args(argv: list[str]) -> dict:
                 cfg[key] = int(raw)
             except ValueError:
                 raise ConfigError(f"{key}={raw!r} is not an integer") from None
-        elif key in ("ray.workers", "ray.gpus_per_worker", "ray.cpus_per_worker"):
-            cfg[key] = _parse_number(key, raw, whole=key == "ray.workers")
+        elif key in RAY_NUMBERS:
+            cfg[key] = _parse_number(key, raw, *RAY_NUMBERS[key])
         elif key == "bootstrap.confidence":
             try:
                 cfg[key] = float(raw)
@@ -230,8 +236,6 @@ def check(cfg: dict):
 
     from .plan import check_backend
 
-    if cfg["ray.cpus_per_worker"] is None:
-        raise ConfigError("ray.cpus_per_worker=None must be > 0")
     problems = check_backend(cfg["run.backend"], SimpleNamespace(**ray_conf(cfg)))
     if problems:
         raise ConfigError(problems[0])

@@ -182,6 +182,7 @@ def bad_cases(ref, weights, npz):
         (["run.backend=rey"], ["run.backend='rey' is not valid", "valid: local, ray"]),
         (["run.backend=ray", "ray.workers=two"], ["ray.workers='two' is not an integer or null"]),
         (["run.backend=ray", "ray.workers=0"], ["ray.workers=0 must be >= 1 or null"]),
+        (["run.backend=ray", "ray.cpus_per_worker=null"], ["ray.cpus_per_worker='null' is not a number"]),
         (["run.backend=ray", "ray.address=nowhere"], ["ray.address='nowhere' is not valid", "host:port"]),
     ]
 

@@ -51,7 +51,7 @@ _UNSET = object()
 class ResolvedJob(dict):
     """A job's config resolved to plain values, as `OmegaConf.to_container(cfg, resolve=True)` gives
     it. `interpolations`: its top-level keys whose value is an interpolation (`width: ${model.width}`).
-    Jobs share the subtrees no override touched: read, never change, one."""
+    Jobs share the subtrees no override touched: read a ResolvedJob, never change it."""
 
     def __init__(self, values: dict, interpolations: frozenset):
         super().__init__(values)
@@ -110,7 +110,7 @@ class JobComposer:
         container, interpolations, words = base
         changes = []
         for o in values:
-            change = self._resolved_line(key, o, words)
+            change = self._resolved_line(key, o, container, words)
             if change is None:
                 return None
             changes.append(change)
@@ -145,8 +145,9 @@ class JobComposer:
                 pass
         return self._resolved_bases[key]
 
-    def _resolved_line(self, key: tuple[str, ...], o: Override, words: str):
-        """(key path, resolved value) one plain `key=literal` override gives on base `key`, or None."""
+    def _resolved_line(self, key: tuple[str, ...], o: Override, container: dict, words: str):
+        """(key path, resolved value) one plain `key=literal` override gives on base `key` (resolved:
+        `container`; its interpolations' text: `words`), or None."""
         cache_key = (key, o.input_line)
         if cache_key not in self._resolved_lines:
             self._resolved_lines[cache_key] = None
@@ -156,7 +157,7 @@ class JobComposer:
                 cfg = self._apply(self._fresh(key), [o])
                 if cfg is not None:
                     value = _at(OmegaConf.to_container(cfg, resolve=True), path)
-                    if value is not _UNSET and _at(self._resolved_bases[key][0], path) is not _UNSET:
+                    if value is not _UNSET and _at(container, path) is not _UNSET:
                         self._resolved_lines[cache_key] = (path, value)
         return self._resolved_lines[cache_key]
 

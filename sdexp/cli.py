@@ -123,7 +123,12 @@ def main() -> None:
         import importlib
 
         module, function = SUBCOMMANDS[sys.argv[1]]
-        raise SystemExit(getattr(importlib.import_module(module), function)(sys.argv[2:]))
+        try:
+            code = getattr(importlib.import_module(module), function)(sys.argv[2:])
+        except KeyboardInterrupt:      # Ctrl-C: one line, as a sweep's, not a traceback
+            print(f"\nsdexp: {sys.argv[1]} interrupted", file=sys.stderr)
+            code = 130
+        raise SystemExit(code)
     if any(a in ("--help", "-h") for a in sys.argv[1:]):
         from .usage import usage_text
 

@@ -67,3 +67,20 @@ def test_argv_is_prepared_before_hydra_sees_it():
     with pytest.raises(ConfigError) as err:
         prepare(["-m", "+samplr=euler"])
     assert "samplr is not a config key; did you mean sampler?" in str(err.value)
+
+
+def test_ctrl_c_in_a_subcommand_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during `sdexp score` (or any subcommand) ends with one line, not a traceback."""
+    import sys
+
+    from sdexp import cli, score
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(score, "main", interrupted)
+    monkeypatch.setattr(sys, "argv", ["sdexp", "score", str(tmp_path)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 130
+    assert capsys.readouterr().err.strip() == "sdexp: score interrupted"
